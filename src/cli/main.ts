@@ -1,0 +1,72 @@
+// The tsrun command line. This is the only layer that parses argv, prints, and picks
+// exit codes: 125 for tsrun's own errors, 126/127 for a command that cannot be run,
+// otherwise the container's own status.
+import { Command, Option } from 'commander';
+import { TsrunError } from '../errors.js';
+import { parseTraceMode, tracer } from '../trace/tracer.js';
+import { registerRun } from './run.js';
+import { registerSpec } from './spec.js';
+
+export interface GlobalOptions {
+  root?: string;
+  trace?: string | boolean;
+  debug?: boolean;
+}
+
+function collect(value: string, prev: string[]): string[] {
+  return [...prev, value];
+}
+export { collect };
+
+export function printError(e: unknown, debug = false): number {
+  if (e instanceof TsrunError) {
+    process.stderr.write(`tsrun: ${e.message}\n`);
+    if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
+    if (debug && e.cause instanceof Error) process.stderr.write(`cause: ${e.cause.stack}\n`);
+    return e.exitCode;
+  }
+  process.stderr.write(`tsrun: internal error: ${e instanceof Error ? (debug ? e.stack : e.message) : String(e)}\n`);
+  return 125;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('tsrun')
+    .description('a container runtime and engine written in TypeScript')
+    .version('0.1.0')
+    .enablePositionalOptions()
+    .showHelpAfterError()
+    .option('--root <dir>', 'state directory (default /var/lib/tsrun and /run/tsrun; env TSRUN_ROOT)')
+    .addOption(new Option('--trace [mode]', 'narrate every kernel step on stderr: text, json or timing').preset('text'))
+    .option('--debug', 'print stack traces with errors')
+    .hook('preAction', (cmd) => {
+      const opts = cmd.opts<GlobalOptions>();
+      tracer.configure(parseTraceMode(opts.trace), { color: process.stderr.isTTY === true && opts.trace !== 'json' });
+    });
+  program.exitOverride((err) => {
+    // commander's own usage errors: docker exits 125 for those too.
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(0);
+    process.exit(125);
+  });
+  registerRun(program);
+  registerSpec(program);
+  return program;
+}
+
+/**
+ * `--trace` takes an optional mode; commander would read the next word (`run`) as that
+ * mode. Only text, json and timing are modes, so a bare --trace becomes --trace=text.
+ */
+export function normalizeArgv(argv: string[]): string[] {
+  return argv.map((a, i) => (a === '--trace' && !['text', 'json', 'timing'].includes(argv[i + 1] ?? '') ? '--trace=text' : a));
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(normalizeArgv(process.argv));
+  } catch (e) {
+    process.exitCode = printError(e, program.opts<GlobalOptions>().debug);
+  }
+}
+
+void main();

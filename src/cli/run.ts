@@ -1,0 +1,95 @@
+import { readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { TsrunError } from '../errors.js';
+import { specFromFlags, type RunFlags } from '../engine/run-spec.js';
+import { LinuxKernel } from '../linux/libc.js';
+import { runForeground } from '../runtime/run.js';
+import { newId, resolvePaths } from '../runtime/state.js';
+import { validateSpec } from '../spec/validate.js';
+import type { GlobalOptions } from './main.js';
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+interface RunCliOptions extends RunFlags {
+  rootfs?: string;
+  bundle?: string;
+  name?: string;
+  rm: boolean;
+}
+
+function loadBundle(dir: string): { spec: ReturnType<typeof validateSpec>; rootfs: string } {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, 'config.json'), 'utf8');
+  } catch (e) {
+    throw new TsrunError('SPEC_INVALID', `cannot read ${join(dir, 'config.json')}: ${(e as Error).message}`, { hint: 'create one with: tsrun spec > config.json' });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new TsrunError('SPEC_INVALID', `invalid OCI spec: ${join(dir, 'config.json')} is not valid JSON: ${(e as Error).message}`);
+  }
+  const spec = validateSpec(raw);
+  if (!spec.process) throw new TsrunError('SPEC_INVALID', 'invalid OCI spec: process: required to run a container');
+  return { spec, rootfs: resolve(dir, spec.root?.path ?? 'rootfs') };
+}
+
+function checkRootfs(rootfs: string): void {
+  let ok = false;
+  try {
+    ok = statSync(rootfs).isDirectory();
+  } catch {
+    /* missing */
+  }
+  if (!ok) throw new TsrunError('ROOTFS', `rootfs "${rootfs}" is not a directory`, { hint: 'give --rootfs a directory holding the container\'s filesystem' });
+}
+
+export function registerRun(program: Command): void {
+  program
+    .command('run')
+    .description('run a command in a new container')
+    .usage('--rootfs DIR [options] [--] COMMAND [ARG...]  |  --bundle DIR')
+    .passThroughOptions()
+    .argument('[command...]', 'the command and its arguments')
+    .option('--rootfs <dir>', 'run on this root filesystem directory')
+    .option('--bundle <dir>', 'run an OCI bundle (config.json plus its rootfs)')
+    .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect, [])
+    .option('--env-file <file>', 'read environment variables from a file', collect, [])
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <uid[:gid]>', 'user to run as')
+    .option('-h, --hostname <name>', 'container hostname')
+    .option('-i, --interactive', 'keep stdin open and pass it to the container', false)
+    .option('-t, --tty', 'allocate a pseudo-terminal', false)
+    .option('--rm', 'remove the container when it exits', false)
+    .option('--read-only', 'mount the container\'s root filesystem read-only', false)
+    .option('-v, --volume <host:ctr[:ro]>', 'bind mount a host path', collect, [])
+    .option('--tmpfs <path[:opts]>', 'mount a tmpfs', collect, [])
+    .option('--cap-add <cap>', 'add a capability', collect, [])
+    .option('--cap-drop <cap>', 'drop a capability', collect, [])
+    .option('--ulimit <name=soft[:hard]>', 'set a resource limit', collect, [])
+    .option('--privileged', 'give the container every capability and unmask /proc', false)
+    .option('--name <name>', 'name the container')
+    .action(async (command: string[], opts: RunCliOptions, cmd: Command) => {
+      const globals = cmd.parent!.opts<GlobalOptions>();
+      const paths = resolvePaths(globals.root);
+      const id = newId();
+      let spec;
+      let rootfs: string;
+      let bundle: string;
+      if (opts.bundle) {
+        bundle = resolve(opts.bundle);
+        ({ spec, rootfs } = loadBundle(bundle));
+      } else if (opts.rootfs) {
+        rootfs = resolve(opts.rootfs);
+        bundle = process.cwd();
+        spec = validateSpec(specFromFlags({ ...opts, readOnly: (opts as unknown as { readOnly: boolean }).readOnly }, command, { id }));
+      } else {
+        throw new TsrunError('USAGE', 'run needs --rootfs DIR or --bundle DIR (images come with the image store)', { hint: 'tsrun run --rootfs ./rootfs -- sh -c "echo hello"' });
+      }
+      checkRootfs(rootfs);
+      const code = await runForeground(new LinuxKernel(), { id, spec, rootfs, bundle, paths, interactive: opts.interactive || !!opts.bundle });
+      process.exitCode = code;
+    });
+}

@@ -1,0 +1,140 @@
+// The part of the rootfs that only exists once the container's PID 1 does.
+//
+// procfs shows the PID namespace of the task that mounts it. The setup thread is not
+// inside the new PID namespace (unshare(CLONE_NEWPID) only moves a thread's future
+// children), so a proc it mounted would show the host's processes. And the namespace
+// cannot be named (/proc/PID/ns/pid_for_children reads ENOENT) until it has a PID 1.
+// So: once the gated PID 1 exists, the main thread builds proc with the new mount API
+// and `pidns=/proc/PID/ns/pid` (Linux 6.15+), enters the container's mount namespace
+// for a moment to attach it, applies the masked and read-only paths that live under
+// it, and returns to the host's mount namespace.
+import { lstatSync, statSync } from 'node:fs';
+import { CLONE, MOUNT_ATTR, MS, O } from '../linux/constants.js';
+import { EINVAL } from '../linux/errno.js';
+import { type Kernel, KernelError } from '../linux/kernel.js';
+import type { MountSpec } from '../spec/types.js';
+import { TsrunError } from '../errors.js';
+import { parseMountOptions } from './options.js';
+
+let mainFsUnshared = false;
+
+/** Runs `fn` inside another mount namespace and always comes back, root and cwd restored. */
+export function withMountNamespace<T>(k: Kernel, nsPath: string, fn: () => T): T {
+  if (!mainFsUnshared) {
+    // setns(CLONE_NEWNS) refuses a thread that shares its fs_struct (root, cwd, umask)
+    // with other threads, and every Node thread does. This copies ours.
+    k.unshare(CLONE.CLONE_FS, 'give the main thread its own root and cwd, so it may enter the container\'s mount namespace and come back');
+    mainFsUnshared = true;
+  }
+  const back = k.open('/proc/thread-self/ns/mnt', O.O_RDONLY | O.O_CLOEXEC, 0, 'remember the host mount namespace to come back to');
+  const cwd = k.open('.', O.O_PATH | O.O_DIRECTORY | O.O_CLOEXEC, 0, 'remember the cwd');
+  const target = k.open(nsPath, O.O_RDONLY | O.O_CLOEXEC, 0, 'the container\'s mount namespace');
+  try {
+    k.setns(target, CLONE.CLONE_NEWNS, 'enter the container\'s mount namespace: / is now its rootfs');
+    try {
+      return fn();
+    } finally {
+      k.setns(back, CLONE.CLONE_NEWNS, 'return to the host mount namespace');
+      k.fchdir(cwd, 'restore the cwd');
+    }
+  } finally {
+    k.close(target);
+    k.close(cwd);
+    k.close(back);
+  }
+}
+
+function mountAttrs(flags: number): number {
+  let a = 0;
+  if (flags & MS.MS_RDONLY) a |= MOUNT_ATTR.MOUNT_ATTR_RDONLY;
+  if (flags & MS.MS_NOSUID) a |= MOUNT_ATTR.MOUNT_ATTR_NOSUID;
+  if (flags & MS.MS_NODEV) a |= MOUNT_ATTR.MOUNT_ATTR_NODEV;
+  if (flags & MS.MS_NOEXEC) a |= MOUNT_ATTR.MOUNT_ATTR_NOEXEC;
+  return a;
+}
+
+function makeProc(k: Kernel, pid: number, m: MountSpec): number {
+  const o = parseMountOptions(m.options);
+  const fsfd = k.fsopen('proc', 'a procfs context; it must show the container\'s PID namespace, not ours');
+  try {
+    try {
+      k.fsconfigString(fsfd, 'pidns', `/proc/${pid}/ns/pid`, 'tie this procfs to the container\'s PID namespace: PID 1 is its command');
+    } catch (e) {
+      if (e instanceof KernelError && e.errno === EINVAL) {
+        throw new TsrunError('KERNEL_FEATURE', 'this kernel\'s procfs has no pidns= mount option (added in Linux 6.15), which tsrun needs to give the container its own /proc', {
+          hint: 'run tsrun on Linux 6.15 or newer; the fallback for older kernels (an init process inside the PID namespace) is not implemented yet',
+          cause: e,
+        });
+      }
+      throw e;
+    }
+    k.fsconfigString(fsfd, 'source', m.source ?? 'proc', 'the name mount(8) shows for it');
+    for (const d of o.data) {
+      const [key, value] = d.split('=', 2) as [string, string | undefined];
+      k.fsconfigString(fsfd, key, value ?? null, `proc option ${d}`);
+    }
+    k.fsconfigCreate(fsfd);
+    return k.fsmount(fsfd, mountAttrs(o.flags), 'a detached procfs mount');
+  } finally {
+    k.close(fsfd);
+  }
+}
+
+function exists(path: string): 'dir' | 'file' | null {
+  try {
+    return statSync(path).isDirectory() ? 'dir' : 'file';
+  } catch {
+    return null;
+  }
+}
+
+export interface FinishPlan {
+  deferred: MountSpec[];
+  maskedPaths: string[];
+  readonlyPaths: string[];
+}
+
+export function finishRootfs(k: Kernel, pid: number, plan: FinishPlan): void {
+  // Everything that needs the host's view is opened before entering the container.
+  const detached = plan.deferred.map((m) => {
+    if (m.type === 'proc') return makeProc(k, pid, m);
+    const o = parseMountOptions(m.options);
+    if (o.bind !== 'none' || m.type === 'bind') return k.openTree(m.source ?? '', o.bind === 'rbind', `${m.destination}: clone the bind source from the host`);
+    return -1;
+  });
+  try {
+    withMountNamespace(k, `/proc/${pid}/ns/mnt`, () => {
+      plan.deferred.forEach((m, i) => {
+        const fd = detached[i]!;
+        // Inside the container's root: absolute symlinks and .. stay inside it. A proc
+        // destination that is a symlink is refused outright (CVE-2019-19921).
+        let st;
+        try {
+          st = lstatSync(m.destination);
+        } catch {
+          st = null;
+        }
+        if (st?.isSymbolicLink()) throw new TsrunError('ROOTFS', `mount destination ${m.destination} is a symlink in the image; refusing to mount ${m.type ?? 'bind'} through it`);
+        if (!st) k.mkdirat(-100, m.destination, 0o755, `create the mount point ${m.destination}`);
+        if (fd >= 0) k.moveMount(fd, -100, m.destination, `attach ${m.type ?? 'bind'} at ${m.destination}`);
+        else {
+          const o = parseMountOptions(m.options);
+          k.mount(m.source ?? m.type ?? 'none', m.destination, m.type ?? null, o.flags, o.data.join(',') || null, `${m.destination}: ${m.type}`);
+        }
+      });
+      for (const p of plan.maskedPaths) {
+        const kind = exists(p);
+        if (kind === 'dir') k.mount('tmpfs', p, 'tmpfs', MS.MS_RDONLY, null, `mask ${p}: an empty read-only tmpfs hides what the host exposes there`);
+        else if (kind === 'file') k.mount('/dev/null', p, null, MS.MS_BIND, null, `mask ${p}: /dev/null bound over it reads as empty`);
+      }
+      for (const p of plan.readonlyPaths) {
+        if (!exists(p)) continue;
+        k.mount(p, p, null, MS.MS_BIND | MS.MS_REC, null, `${p}: bind onto itself so it can be made read-only alone`);
+        k.mount(null, p, null, MS.MS_BIND | MS.MS_REMOUNT | MS.MS_RDONLY | MS.MS_REC | MS.MS_NOSUID | MS.MS_NODEV | MS.MS_NOEXEC, null, `${p}: read-only`);
+      }
+    });
+  } finally {
+    for (const fd of detached) if (fd >= 0) k.close(fd);
+  }
+}
+

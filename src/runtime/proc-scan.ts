@@ -1,0 +1,51 @@
+// Small readers of /proc used by the launcher and the garbage collector.
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+
+/** Field 22 of /proc/PID/stat: start time in clock ticks since boot. With the pid it identifies a process even after pid reuse. */
+export function procStartTime(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[19]);
+  } catch {
+    return null;
+  }
+}
+
+export function isAlive(pid: number, startTime: number): boolean {
+  return procStartTime(pid) === startTime;
+}
+
+/** Children of this process (any thread) that are not in `known`. */
+export function findNewChildren(known: Set<number>): number[] {
+  const me = String(process.pid);
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    const c = e.charCodeAt(0);
+    if (c < 48 || c > 57) continue;
+    const pid = Number(e);
+    if (known.has(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ', 2)[1];
+      if (ppid === me) out.push(pid);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}
+
+/** Processes whose cwd is `dir`: a container process still blocked at its start gate stands there. */
+export function processesWithCwd(dir: string): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (readlinkSync(`/proc/${e}/cwd`) === dir) out.push(Number(e));
+    } catch {
+      /* not ours to read, or gone */
+    }
+  }
+  return out;
+}

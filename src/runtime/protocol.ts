@@ -1,0 +1,32 @@
+// What the main thread and the setup worker say to each other.
+import type { SerializedError } from '../errors.js';
+import type { SpawnStdio } from '../linux/kernel.js';
+import type { MountSpec, Spec } from '../spec/types.js';
+import type { TraceMode } from '../trace/tracer.js';
+
+export interface SetupPlan {
+  /** create: new container; exec: join a running container's namespaces */
+  mode: 'create' | 'exec';
+  spec: Spec;
+  /** absolute host path of the rootfs (create only) */
+  rootfs: string;
+  bundle: string;
+  /** tsrun's state directory for this container; holds exec.fifo, the start gate */
+  stateDir: string;
+  /** for exec: the container's PID 1, whose namespaces are joined */
+  joinPid?: number;
+  tty: { rows: number; cols: number } | null;
+  stdio: SpawnStdio[];
+  preserveFds: number;
+  trace: TraceMode;
+  color: boolean;
+  lastCap: number;
+}
+
+export type WorkerMessage =
+  /** sent just before posix_spawn: the child appears and blocks at the gate */
+  | { t: 'spawning'; deferred: MountSpec[]; ptyMaster: number | null }
+  | { t: 'spawned'; pid: number }
+  | { t: 'error'; error: SerializedError };
+
+export const GATE_NAME = 'exec.fifo';

@@ -1,0 +1,167 @@
+// Running a container in the foreground: the core of `tsrun run`. Takes a validated
+// OCI spec and a rootfs; returns the exit status docker would (128+N for signal N).
+import { mkfifoSync } from './fifo.js';
+import { readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import tty from 'node:tty';
+import { TIOCSWINSZ } from '../linux/constants.js';
+import type { Kernel, SpawnStdio } from '../linux/kernel.js';
+import { TsrunError, wrap } from '../errors.js';
+import type { Spec } from '../spec/types.js';
+import { tracer } from '../trace/tracer.js';
+import { lastCap } from '../security/capabilities.js';
+import { killQuietly, launch, openGate } from './launcher.js';
+import { GATE_NAME } from './protocol.js';
+import { procStartTime } from './proc-scan.js';
+import { type Paths, collectGarbage, createStateDir, ownerNow, writeJson } from './state.js';
+
+export interface RunRequest {
+  id: string;
+  spec: Spec;
+  rootfs: string;
+  bundle: string;
+  paths: Paths;
+  /** -i: pass tsrun's stdin through; otherwise the container reads /dev/null */
+  interactive: boolean;
+  preserveFds?: number;
+}
+
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
+const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGUSR1: 10, SIGUSR2: 12, SIGTERM: 15, SIGWINCH: 28 };
+
+export function requireRoot(): void {
+  if (process.getuid?.() !== 0) {
+    throw new TsrunError('NOT_ROOT', 'tsrun needs root (or CAP_SYS_ADMIN) to create namespaces', { hint: 'run it with sudo' });
+  }
+}
+
+/** Waits for a child that libuv does not know (posix_spawn made it): SIGCHLD, then waitid. */
+export function waitExit(k: Kernel, pid: number): Promise<number> {
+  return new Promise((resolve) => {
+    const keepAlive = setInterval(check, 1000);
+    function check(): void {
+      const r = k.wait(pid, true);
+      if (!r) return;
+      process.removeListener('SIGCHLD', check);
+      clearInterval(keepAlive);
+      resolve(r.code ?? 128 + (r.signal ?? 0));
+    }
+    process.on('SIGCHLD', check);
+    check();
+  });
+}
+
+export async function runForeground(k: Kernel, req: RunRequest): Promise<number> {
+  requireRoot();
+  collectGarbage(k, req.paths);
+  const spec = req.spec;
+  const wantTty = spec.process?.terminal === true;
+  const dir = createStateDir(req.paths, req.id);
+  const state = { id: req.id, owner: ownerNow(), status: 'creating' as const, bundle: req.bundle, rootfs: req.rootfs, created: new Date().toISOString() };
+  let pid: number | undefined;
+  let restoreTty: (() => void) | undefined;
+  try {
+    writeJson(join(dir, 'state.json'), state);
+    mkfifoSync(k, join(dir, GATE_NAME));
+    const stdio: SpawnStdio[] = [
+      req.interactive ? { fd: 0, from: { parentFd: 0 } } : { fd: 0, from: { path: '/dev/null', flags: 0 } },
+      { fd: 1, from: { parentFd: 1 } },
+      { fd: 2, from: { parentFd: 2 } },
+    ];
+    const size = process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : { rows: 24, cols: 80 };
+    const launched = await launch(
+      k,
+      {
+        mode: 'create', spec, rootfs: req.rootfs, bundle: req.bundle, stateDir: dir,
+        tty: wantTty ? size : null, stdio, preserveFds: req.preserveFds ?? 0,
+        trace: tracer.mode, color: process.stderr.isTTY === true,
+        lastCap: lastCap(() => readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')),
+      },
+      new Set(),
+    );
+    pid = launched.pid;
+    writeJson(join(dir, 'state.json'), { ...state, status: 'created', pid, pidStart: procStartTime(pid) });
+    const exit = waitExit(k, pid);
+    for (const s of FORWARDED) process.on(s, () => forward(k, pid!, s));
+    if (launched.ptyMaster !== null) restoreTty = attachTty(k, launched.ptyMaster, req.interactive);
+    else process.on('SIGWINCH', () => forward(k, pid!, 'SIGWINCH'));
+    openGate(k, dir);
+    try {
+      await launched.started;
+    } catch (e) {
+      // execve failed in the child (glibc's child then exits 127); report why.
+      await exit;
+      throw e;
+    }
+    writeJson(join(dir, 'state.json'), { ...state, status: 'running', pid, pidStart: procStartTime(pid) });
+    const code = await exit;
+    if (restoreTty) await drainTty();
+    return code;
+  } catch (e) {
+    if (pid !== undefined) killQuietly(k, pid);
+    throw wrap('starting container', e);
+  } finally {
+    restoreTty?.();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function forward(k: Kernel, pid: number, sig: string): void {
+  try {
+    k.kill(pid, SIGNUM[sig]!, `forward ${sig} that tsrun received to the container`);
+  } catch {
+    /* the container is already gone */
+  }
+}
+
+let drain: Promise<void> = Promise.resolve();
+function drainTty(): Promise<void> {
+  return Promise.race([drain, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+}
+
+/** Connects the caller's terminal to the container's pty: raw mode, output, input, window size. */
+function attachTty(k: Kernel, master: number, interactive: boolean): () => void {
+  const out = new tty.ReadStream(master);
+  drain = new Promise((resolve) => {
+    out.on('error', () => resolve()); // EIO: every holder of the pty slave is gone
+    out.on('end', () => resolve());
+    out.on('close', () => resolve());
+  });
+  out.pipe(process.stdout, { end: false });
+  const stdin = process.stdin;
+  const raw = interactive && stdin.isTTY;
+  if (raw) stdin.setRawMode(true);
+  const onData = (chunk: Buffer): void => {
+    let off = 0;
+    while (off < chunk.length) {
+      try {
+        off += writeSync(master, chunk, off);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') return;
+      }
+    }
+  };
+  if (interactive) {
+    stdin.on('data', onData);
+    stdin.resume();
+  }
+  const resize = (): void => {
+    if (!process.stdout.isTTY) return;
+    const ws = Buffer.alloc(8);
+    ws.writeUInt16LE(process.stdout.rows, 0);
+    ws.writeUInt16LE(process.stdout.columns, 2);
+    try {
+      k.ioctl(master, TIOCSWINSZ, ws, 'pass the new window size on; the kernel sends SIGWINCH to the container');
+    } catch {
+      /* gone */
+    }
+  };
+  process.on('SIGWINCH', resize);
+  return () => {
+    process.removeListener('SIGWINCH', resize);
+    if (raw) stdin.setRawMode(false);
+    stdin.removeListener('data', onData);
+    stdin.pause();
+    out.destroy();
+  };
+}

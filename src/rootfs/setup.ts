@@ -12,6 +12,7 @@ import { TsrunError } from '../errors.js';
 import { setupDev } from './devices.js';
 import { ensureInRoot, fdPath, openInRoot } from './in-root.js';
 import { PROPAGATION, parseMountOptions } from './options.js';
+import { mountOverlay, type OverlayLayers } from '../overlay/mount.js';
 
 export interface RootfsResult {
   /** proc mounts (and anything under them), done later by the main thread with pidns= */
@@ -22,10 +23,11 @@ function isUnder(path: string, dir: string): boolean {
   return path === dir || path.startsWith(dir.endsWith('/') ? dir : dir + '/');
 }
 
-export function setupRootfs(k: Kernel, spec: Spec, rootfs: string, bundle: string, sharedNetns: boolean): RootfsResult {
+export function setupRootfs(k: Kernel, spec: Spec, rootfs: string, bundle: string, sharedNetns: boolean, overlay?: OverlayLayers): RootfsResult {
   const prop = spec.linux?.rootfsPropagation;
   k.mount(null, '/', null, MS.MS_REC | MS.MS_PRIVATE, null, 'make every mount private, so nothing we mount propagates back to the host');
-  k.mount(rootfs, rootfs, null, MS.MS_BIND | MS.MS_REC, null, 'bind the rootfs onto itself: pivot_root needs the new root to be a mount point');
+  if (overlay) mountOverlay(k, rootfs, overlay);
+  else k.mount(rootfs, rootfs, null, MS.MS_BIND | MS.MS_REC, null, 'bind the rootfs onto itself: pivot_root needs the new root to be a mount point');
   k.umask(0);
   const rootfd = k.open(rootfs, O.O_PATH | O.O_DIRECTORY | O.O_CLOEXEC, 0, 'hold the rootfs: every mount destination is resolved beneath this fd');
   const deferred: MountSpec[] = [];

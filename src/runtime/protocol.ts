@@ -3,13 +3,16 @@ import type { SerializedError } from '../errors.js';
 import type { SpawnStdio } from '../linux/kernel.js';
 import type { MountSpec, Spec } from '../spec/types.js';
 import type { TraceMode } from '../trace/tracer.js';
+import type { OverlayLayers } from '../overlay/mount.js';
 
 export interface SetupPlan {
   /** create: new container; exec: join a running container's namespaces */
   mode: 'create' | 'exec';
   spec: Spec;
-  /** absolute host path of the rootfs (create only) */
+  /** absolute host path of the rootfs (create only); with `overlay`, the empty dir it is mounted on */
   rootfs: string;
+  /** an image's layers, mounted as overlayfs at `rootfs` inside the container's mount namespace */
+  overlay?: OverlayLayers;
   bundle: string;
   /** tsrun's state directory for this container; holds exec.fifo, the start gate */
   stateDir: string;

@@ -8,6 +8,7 @@ import { TIOCSWINSZ } from '../linux/constants.js';
 import type { Kernel, SpawnStdio } from '../linux/kernel.js';
 import { TsrunError, wrap } from '../errors.js';
 import type { Spec } from '../spec/types.js';
+import type { OverlayLayers } from '../overlay/mount.js';
 import { tracer } from '../trace/tracer.js';
 import { lastCap } from '../security/capabilities.js';
 import { killQuietly, launch, openGate } from './launcher.js';
@@ -21,6 +22,8 @@ export interface RunRequest {
   rootfs: string;
   bundle: string;
   paths: Paths;
+  /** an image's layers to stack at `rootfs` (which is then an empty mount point) */
+  overlay?: OverlayLayers;
   /** -i: pass tsrun's stdin through; otherwise the container reads /dev/null */
   interactive: boolean;
   preserveFds?: number;
@@ -72,7 +75,7 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
     const launched = await launch(
       k,
       {
-        mode: 'create', spec, rootfs: req.rootfs, bundle: req.bundle, stateDir: dir,
+        mode: 'create', spec, rootfs: req.rootfs, overlay: req.overlay, bundle: req.bundle, stateDir: dir,
         tty: wantTty ? size : null, stdio, preserveFds: req.preserveFds ?? 0,
         trace: tracer.mode, color: process.stderr.isTTY === true,
         lastCap: lastCap(() => readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')),

@@ -43,7 +43,7 @@ function run(): void {
     const newMount = nsPlan.fresh.includes('mount') || nsPlan.join.some((j) => j.type === 'mount');
     if (!newMount) throw Object.assign(new Error('linux.namespaces must include "mount": tsrun pivots into the rootfs'), {});
     const sharedNet = !nsPlan.fresh.includes('network');
-    deferred = setupRootfs(k, spec, plan.rootfs, plan.bundle, sharedNet).deferred;
+    deferred = setupRootfs(k, spec, plan.rootfs, plan.bundle, sharedNet, plan.overlay).deferred;
     if (nsPlan.fresh.includes('uts') && spec.hostname) k.sethostname(spec.hostname);
     if (nsPlan.fresh.includes('uts') && spec.domainname) k.setdomainname(spec.domainname);
   } else {

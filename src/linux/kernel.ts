@@ -85,6 +85,8 @@ export interface Kernel {
   moveMount(fromFd: number, toDirfd: number, toPath: string, why?: string): void;
   /** open_tree(dirfd, path, OPEN_TREE_CLONE|OPEN_TREE_CLOEXEC[|AT_RECURSIVE]): a detached copy of a mount, i.e. a bind mount not yet attached */
   openTree(path: string, recursive: boolean, why?: string): number;
+  /** fstat(2) on an fd, reduced to what callers branch on (a bind source: directory or file) */
+  statFd(fd: number): 'dir' | 'file' | 'other';
 }
 
 /** The default "why" of every wrapper. A test checks that each Kernel method has one. */
@@ -129,6 +131,7 @@ export const SYSCALL_DOCS: Record<string, string> = {
   fsmount: 'turn a configured filesystem context into a detached mount, not yet visible anywhere',
   move_mount: 'attach a detached mount at its place inside the container',
   open_tree: 'clone a host path as a detached bind mount, to be attached inside the container',
+  fstat: 'read what an fd refers to (a bind mount lands on a directory or on a file)',
 };
 
 /** Maps each Kernel method to the syscall name it documents under. */
@@ -142,6 +145,7 @@ export const KERNEL_METHOD_SYSCALL: Record<keyof Kernel, string> = {
   closeRange: 'close_range', ioctl: 'ioctl', kill: 'kill', wait: 'waitid', spawn: 'posix_spawn',
   writeFile: 'write', gettid: 'gettid', umask: 'umask', fsopen: 'fsopen', fsconfigString: 'fsconfig',
   fsconfigCreate: 'fsconfig', fsmount: 'fsmount', moveMount: 'move_mount', openTree: 'open_tree',
+  statFd: 'fstat',
 };
 
 /** A failed kernel call: the syscall, the errno by name, and what it was called on. */

@@ -3,7 +3,7 @@
 // (before any other call can clobber it), retries on EINTR where the call is
 // restartable, traces itself, and throws a KernelError naming the call, the errno and
 // its arguments (paths quoted, flags by name).
-import { writeFileSync } from 'node:fs';
+import { fstatSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tracer } from '../trace/tracer.js';
 import { EINTR } from './errno.js';
@@ -460,6 +460,17 @@ export class LinuxKernel implements Kernel {
     // OPEN_TREE_CLONE = 1, OPEN_TREE_CLOEXEC = O_CLOEXEC, AT_RECURSIVE = 0x8000
     const flags = 1 | 0o2000000 | (recursive ? 0x8000 : 0);
     return this.call('open_tree', () => `AT_FDCWD, ${quote(path)}, OPEN_TREE_CLONE${recursive ? '|AT_RECURSIVE' : ''}`, why, () => f(n, 'int', AT_FDCWD, 'str', path, 'unsigned int', flags));
+  }
+
+  statFd(fd: number): 'dir' | 'file' | 'other' {
+    let st;
+    try {
+      st = fstatSync(fd);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new KernelError('fstat', -(err.errno ?? -5), String(fd));
+    }
+    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
   }
 }
 

@@ -2,7 +2,6 @@
 // new mount namespace, and ends with pivot_root. The order follows runc's
 // rootfs_linux.go: private propagation, bind the rootfs onto itself, the spec's mounts
 // (destinations resolved inside the rootfs), /dev, pivot_root, then read-only root.
-import { fstatSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { MNT, MS, O } from '../linux/constants.js';
 import { EPERM } from '../linux/errno.js';
@@ -73,7 +72,7 @@ export function mountOne(k: Kernel, rootfd: number, m: MountSpec, bundle: string
       throw new TsrunError('ROOTFS', `mount source "${src}" for ${m.destination}: ${(e as Error).message}`, { hint: 'create the source path on the host, or fix the -v / mounts[] entry', cause: e });
     }
     try {
-      const isDir = fstatSync(srcfd).isDirectory();
+      const isDir = k.statFd(srcfd) === 'dir';
       const dstfd = ensureInRoot(k, rootfd, m.destination, isDir ? 'dir' : 'file');
       try {
         k.mount(fdPath(srcfd), fdPath(dstfd), null, MS.MS_BIND | (o.bind === 'rbind' ? MS.MS_REC : 0), null, why);

@@ -4,6 +4,7 @@
 import { Command, Option } from 'commander';
 import { TsrunError } from '../errors.js';
 import { parseTraceMode, tracer } from '../trace/tracer.js';
+import { normalizeArgv } from './argv.js';
 import { registerRun } from './run.js';
 import { registerSpec } from './spec.js';
 
@@ -17,6 +18,7 @@ function collect(value: string, prev: string[]): string[] {
   return [...prev, value];
 }
 export { collect };
+export { normalizeArgv };
 
 export function printError(e: unknown, debug = false): number {
   if (e instanceof TsrunError) {
@@ -50,14 +52,6 @@ export function buildProgram(): Command {
   registerRun(program);
   registerSpec(program);
   return program;
-}
-
-/**
- * `--trace` takes an optional mode; commander would read the next word (`run`) as that
- * mode. Only text, json and timing are modes, so a bare --trace becomes --trace=text.
- */
-export function normalizeArgv(argv: string[]): string[] {
-  return argv.map((a, i) => (a === '--trace' && !['text', 'json', 'timing'].includes(argv[i + 1] ?? '') ? '--trace=text' : a));
 }
 
 async function main(): Promise<void> {

@@ -87,6 +87,10 @@ export interface Kernel {
   openTree(path: string, recursive: boolean, why?: string): number;
   /** fstat(2) on an fd, reduced to what callers branch on (a bind source: directory or file) */
   statFd(fd: number): 'dir' | 'file' | 'other';
+  /** setxattr(2): follows a symlink at the last component (a /proc/self/fd/N path reaches the fd's file) */
+  setxattr(path: string, name: string, value: Buffer, flags: number, why?: string): void;
+  /** lsetxattr(2): sets the attribute on a symlink itself, never on what it points to */
+  lsetxattr(path: string, name: string, value: Buffer, flags: number, why?: string): void;
 }
 
 /** The default "why" of every wrapper. A test checks that each Kernel method has one. */
@@ -132,6 +136,8 @@ export const SYSCALL_DOCS: Record<string, string> = {
   move_mount: 'attach a detached mount at its place inside the container',
   open_tree: 'clone a host path as a detached bind mount, to be attached inside the container',
   fstat: 'read what an fd refers to (a bind mount lands on a directory or on a file)',
+  setxattr: 'set an extended attribute (overlayfs reads trusted.overlay.opaque; file capabilities live in security.capability)',
+  lsetxattr: 'set an extended attribute on a path without following a symlink at its end',
 };
 
 /** Maps each Kernel method to the syscall name it documents under. */
@@ -145,7 +151,7 @@ export const KERNEL_METHOD_SYSCALL: Record<keyof Kernel, string> = {
   closeRange: 'close_range', ioctl: 'ioctl', kill: 'kill', wait: 'waitid', spawn: 'posix_spawn',
   writeFile: 'write', gettid: 'gettid', umask: 'umask', fsopen: 'fsopen', fsconfigString: 'fsconfig',
   fsconfigCreate: 'fsconfig', fsmount: 'fsmount', moveMount: 'move_mount', openTree: 'open_tree',
-  statFd: 'fstat',
+  statFd: 'fstat', setxattr: 'setxattr', lsetxattr: 'lsetxattr',
 };
 
 /** A failed kernel call: the syscall, the errno by name, and what it was called on. */

@@ -472,6 +472,16 @@ export class LinuxKernel implements Kernel {
     }
     return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
   }
+
+  setxattr(path: string, name: string, value: Buffer, flags: number, why?: string): void {
+    const f = libc().fn('int setxattr(const char*, const char*, const void*, size_t, int)');
+    this.call('setxattr', () => `${quote(path)}, ${quote(name)}, ${value.length} bytes, ${flags}`, why, () => f(path, name, value, value.length, flags));
+  }
+
+  lsetxattr(path: string, name: string, value: Buffer, flags: number, why?: string): void {
+    const f = libc().fn('int lsetxattr(const char*, const char*, const void*, size_t, int)');
+    this.call('lsetxattr', () => `${quote(path)}, ${quote(name)}, ${value.length} bytes, ${flags}`, why, () => f(path, name, value, value.length, flags));
+  }
 }
 
 /** The fd the child opens the gate onto; closed again by closefrom before execve. */

@@ -32,7 +32,7 @@ export const WHY_INDEX: Record<KernelMethod, number | null> = {
   fchmod: 2, mkfifo: 2, prctl: 3, capget: null, capset: 1, setresuid: 3, setresgid: 3, setgroups: 1,
   prlimit: 4, seccompSetFilter: 2, fcntl: null, closeRange: 3, ioctl: 3, kill: 2, wait: null, spawn: 1,
   writeFile: 2, gettid: null, umask: null, fsopen: 1, fsconfigString: 3, fsconfigCreate: 1, fsmount: 2,
-  moveMount: 3, openTree: 2, statFd: null,
+  moveMount: 3, openTree: 2, statFd: null, setxattr: 4, lsetxattr: 4,
 };
 
 interface Failure {
@@ -272,4 +272,6 @@ export class RecordingKernel implements Kernel {
     const p = this.fds.get(fd);
     return (p && this.kinds.get(p.path)) ?? 'dir';
   }
+  setxattr(path: string, name: string, value: Buffer, flags: number, why?: string): void { this.rec('setxattr', [path, name, value, flags, why]); }
+  lsetxattr(path: string, name: string, value: Buffer, flags: number, why?: string): void { this.rec('lsetxattr', [path, name, value, flags, why]); }
 }

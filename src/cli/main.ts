@@ -6,6 +6,7 @@ import { TsrunError } from '../errors.js';
 import { parseTraceMode, tracer } from '../trace/tracer.js';
 import { normalizeArgv } from './argv.js';
 import { registerRun } from './run.js';
+import { prewarmSetupWorker } from '../runtime/launcher.js';
 import { registerSpec } from './spec.js';
 
 export interface GlobalOptions {
@@ -55,6 +56,7 @@ export function buildProgram(): Command {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('run')) prewarmSetupWorker();
   const program = buildProgram();
   try {
     await program.parseAsync(normalizeArgv(process.argv));

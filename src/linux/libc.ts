@@ -141,6 +141,11 @@ export class LinuxKernel implements Kernel {
     this.call('chdir', () => quote(path), why, () => f(path));
   }
 
+  chroot(path: string, why?: string): void {
+    const f = libc().fn('int chroot(const char*)');
+    this.call('chroot', () => quote(path), why, () => f(path));
+  }
+
   fchdir(fd: number, why?: string): void {
     const f = libc().fn('int fchdir(int)');
     this.call('fchdir', () => String(fd), why, () => f(fd));

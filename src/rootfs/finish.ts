@@ -8,7 +8,9 @@
 // and `pidns=/proc/PID/ns/pid` (Linux 6.15+), enters the container's mount namespace
 // for a moment to attach it, applies the masked and read-only paths that live under
 // it, and returns to the host's mount namespace.
+import { spawnSync } from 'node:child_process';
 import { lstatSync, statSync } from 'node:fs';
+import { tracer } from '../trace/tracer.js';
 import { CLONE, MOUNT_ATTR, MS, O } from '../linux/constants.js';
 import { EINVAL } from '../linux/errno.js';
 import { type Kernel, KernelError } from '../linux/kernel.js';
@@ -53,7 +55,15 @@ function mountAttrs(flags: number): number {
   return a;
 }
 
+/** Whether this kernel's procfs takes pidns= (Linux 6.15+); TSRUN_PROC_HELPER=1 forces the fallback. */
+let procPidnsWorks: boolean | undefined = process.env.TSRUN_PROC_HELPER === '1' ? false : undefined;
+
+/**
+ * Returns a detached procfs mount for the container's PID namespace, or -1 when this
+ * kernel cannot do that (no pidns= option): the caller then uses mountProcWithHelper.
+ */
 function makeProc(k: Kernel, pid: number, m: MountSpec): number {
+  if (procPidnsWorks === false) return -1;
   const o = parseMountOptions(m.options);
   const fsfd = k.fsopen('proc', 'a procfs context; it must show the container\'s PID namespace, not ours');
   try {
@@ -61,13 +71,12 @@ function makeProc(k: Kernel, pid: number, m: MountSpec): number {
       k.fsconfigString(fsfd, 'pidns', `/proc/${pid}/ns/pid`, 'tie this procfs to the container\'s PID namespace: PID 1 is its command');
     } catch (e) {
       if (e instanceof KernelError && e.errno === EINVAL) {
-        throw new TsrunError('KERNEL_FEATURE', 'this kernel\'s procfs has no pidns= mount option (added in Linux 6.15), which tsrun needs to give the container its own /proc', {
-          hint: 'run tsrun on Linux 6.15 or newer; the fallback for older kernels (an init process inside the PID namespace) is not implemented yet',
-          cause: e,
-        });
+        procPidnsWorks = false;
+        return -1;
       }
       throw e;
     }
+    procPidnsWorks = true;
     k.fsconfigString(fsfd, 'source', m.source ?? 'proc', 'the name mount(8) shows for it');
     for (const d of o.data) {
       const [key, value] = d.split('=', 2) as [string, string | undefined];
@@ -77,6 +86,43 @@ function makeProc(k: Kernel, pid: number, m: MountSpec): number {
     return k.fsmount(fsfd, mountAttrs(o.flags), 'a detached procfs mount');
   } finally {
     k.close(fsfd);
+  }
+}
+
+/**
+ * The fallback for kernels without procfs's pidns= option (before 6.15). A procfs
+ * shows the PID namespace of the task that mounts it, and no thread of tsrun is in the
+ * container's. So the main thread points its *children* at that namespace
+ * (setns(CLONE_NEWPID) affects only children), enters the container's mount namespace
+ * while keeping the host's root (chroot to an fd of it), and runs the host's mount(8).
+ * That process is inside the PID namespace; the proc it mounts is the container's. The
+ * target is reached through /proc/PID/root, the container's root as the kernel sees it.
+ */
+function mountProcWithHelper(k: Kernel, pid: number, m: MountSpec): void {
+  const o = parseMountOptions(m.options);
+  const opts = [o.flags & MS.MS_NOSUID ? 'nosuid' : '', o.flags & MS.MS_NODEV ? 'nodev' : '', o.flags & MS.MS_NOEXEC ? 'noexec' : '', ...o.data].filter(Boolean).join(',');
+  const dest = `/proc/${pid}/root${m.destination}`;
+  const hostRoot = k.open('/', O.O_PATH | O.O_DIRECTORY | O.O_CLOEXEC, 0, 'hold the host\'s root, to run the host\'s mount(8) from inside the container\'s namespaces');
+  const hostPid = k.open('/proc/self/ns/pid', O.O_RDONLY | O.O_CLOEXEC, 0, 'remember the host PID namespace for our children');
+  const ctrPid = k.open(`/proc/${pid}/ns/pid`, O.O_RDONLY | O.O_CLOEXEC, 0, 'the container\'s PID namespace');
+  try {
+    k.setns(ctrPid, CLONE.CLONE_NEWPID, 'children of the main thread now start inside the container\'s PID namespace');
+    try {
+      withMountNamespace(k, `/proc/${pid}/ns/mnt`, () => {
+        k.fchdir(hostRoot, 'stand in the host\'s root');
+        k.chroot('.', 'keep the host\'s root (and its mount binary) while in the container\'s mount namespace');
+        const t0 = tracer.on ? tracer.now() : undefined;
+        const r = spawnSync('mount', ['--no-canonicalize', '-t', 'proc', ...(opts ? ['-o', opts] : []), m.source ?? 'proc', dest], { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+        tracer.step('syscall', 'spawn', `mount -t proc proc ${dest}`, 'this kernel has no procfs pidns= option: a helper inside the container\'s PID namespace mounts its /proc', t0, r.status === 0 ? '0' : `exit ${r.status}`);
+        if (r.status !== 0) throw new TsrunError('KERNEL_FEATURE', `mounting the container's /proc with the host's mount(8) failed: ${(r.stderr || r.error?.message || '').trim()}`, { hint: 'tsrun needs util-linux mount on the host when the kernel is older than 6.15' });
+      });
+    } finally {
+      k.setns(hostPid, CLONE.CLONE_NEWPID, 'children of the main thread start in the host PID namespace again');
+    }
+  } finally {
+    k.close(ctrPid);
+    k.close(hostPid);
+    k.close(hostRoot);
   }
 }
 
@@ -103,8 +149,12 @@ export function finishRootfs(k: Kernel, pid: number, plan: FinishPlan): void {
     return -1;
   });
   try {
+    plan.deferred.forEach((m, i) => {
+      if (m.type === 'proc' && detached[i] === -1) mountProcWithHelper(k, pid, m);
+    });
     withMountNamespace(k, `/proc/${pid}/ns/mnt`, () => {
       plan.deferred.forEach((m, i) => {
+        if (m.type === 'proc' && detached[i] === -1) return; // mounted by the helper
         const fd = detached[i]!;
         // Inside the container's root: absolute symlinks and .. stay inside it. A proc
         // destination that is a symlink is refused outright (CVE-2019-19921).

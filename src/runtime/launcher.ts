@@ -14,7 +14,7 @@ import { deserializeError, TsrunError, wrap } from '../errors.js';
 import { finishRootfs } from '../rootfs/finish.js';
 import { tracer } from '../trace/tracer.js';
 import { GATE_NAME, type SetupPlan, type WorkerMessage } from './protocol.js';
-import { findNewChildren } from './proc-scan.js';
+import { findNewChildren, procStartTime } from './proc-scan.js';
 
 export interface Launched {
   pid: number;
@@ -40,9 +40,25 @@ export function workerPath(): string {
   return join(__dirname, 'setup-worker.cjs');
 }
 
+let prewarmed: Worker | undefined;
+
+/**
+ * Starts the setup thread before it is needed. A worker's bootstrap (a V8 isolate,
+ * Node's bootstrap, loading koffi) takes tens of milliseconds; started first thing, it
+ * overlaps with argument parsing and spec building on the main thread. It waits for
+ * its plan by message. unref(): a command that fails early still exits at once.
+ */
+export function prewarmSetupWorker(): void {
+  prewarmed ??= new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
+  prewarmed.unref();
+}
+
 export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Promise<Launched> {
   const t0 = tracer.on ? tracer.now() : undefined;
-  const worker = new Worker(workerPath(), { workerData: plan, stdout: false, stderr: false });
+  const worker = prewarmed ?? new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
+  prewarmed = undefined;
+  worker.ref();
+  worker.postMessage(plan);
   let onSpawned!: () => void;
   let onFailed!: (e: Error) => void;
   const started = new Promise<void>((res, rej) => {
@@ -93,18 +109,29 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
   return { pid, ptyMaster: msg.ptyMaster, started };
 }
 
-/** Lets the gated child go on to execve. Fails if no process waits at the gate. */
-export function openGate(k: Kernel, stateDir: string): void {
-  let fd: number;
-  try {
-    fd = k.open(join(stateDir, GATE_NAME), O.O_WRONLY | O.O_NONBLOCK | O.O_CLOEXEC, 0, 'open the start gate: the waiting container process continues to execve');
-  } catch (e) {
-    if (e instanceof KernelError && (e.errno === ENXIO || e.code === 'ENOENT')) {
-      throw new TsrunError('STATE', 'no container process is waiting at the start gate (it was killed, or already started)', { cause: e });
+/**
+ * Lets the gated child go on to execve. The writer's open is non-blocking, so it fails
+ * with ENXIO until the child has reached its own open() of the FIFO; the child may have
+ * just been cloned, so retry while it is alive. Fails if no process ever waits there.
+ */
+export function openGate(k: Kernel, stateDir: string, pid?: number, timeoutMs = 10_000): void {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const fd = k.open(join(stateDir, GATE_NAME), O.O_WRONLY | O.O_NONBLOCK | O.O_CLOEXEC, 0, 'open the start gate: the waiting container process continues to execve');
+      k.close(fd);
+      return;
+    } catch (e) {
+      const waiting = e instanceof KernelError && e.errno === ENXIO && pid !== undefined && procStartTime(pid) !== null;
+      if (!waiting || Date.now() > deadline) {
+        if (e instanceof KernelError && (e.errno === ENXIO || e.code === 'ENOENT')) {
+          throw new TsrunError('STATE', 'no container process is waiting at the start gate (it was killed, or already started)', { cause: e });
+        }
+        throw e;
+      }
+      Atomics.wait(tick, 0, 0, 0.1);
     }
-    throw e;
   }
-  k.close(fd);
 }
 
 export function killQuietly(k: Kernel, pid: number): void {

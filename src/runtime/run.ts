@@ -88,7 +88,7 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
     for (const s of FORWARDED) process.on(s, () => forward(k, pid!, s));
     if (launched.ptyMaster !== null) restoreTty = attachTty(k, launched.ptyMaster, req.interactive);
     else process.on('SIGWINCH', () => forward(k, pid!, 'SIGWINCH'));
-    openGate(k, dir);
+    openGate(k, dir, pid);
     try {
       await launched.started;
     } catch (e) {

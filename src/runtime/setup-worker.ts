@@ -21,12 +21,13 @@ import { GATE_NAME, type SetupPlan, type WorkerMessage } from './protocol.js';
 import type { SpawnStdio } from '../linux/kernel.js';
 import type { NamespaceType } from '../spec/types.js';
 
-const plan = workerData as SetupPlan;
 const post = (m: WorkerMessage): void => parentPort!.postMessage(m);
-tracer.configure(plan.trace, { thread: 'setup', color: plan.color });
 const k = new LinuxKernel();
+// Load koffi and libc now, while the main thread is still parsing flags.
+k.gettid();
 
-function run(): void {
+function run(plan: SetupPlan): void {
+  tracer.configure(plan.trace, { thread: 'setup', color: plan.color });
   const spec = plan.spec;
   const proc = spec.process!;
   const stateFd = k.open(plan.stateDir, O.O_PATH | O.O_DIRECTORY | O.O_CLOEXEC, 0, 'hold tsrun\'s state dir, where the start gate lives');
@@ -93,8 +94,13 @@ function run(): void {
   post({ t: 'spawned', pid });
 }
 
-try {
-  run();
-} catch (e) {
-  post({ t: 'error', error: serializeError(e) });
+function start(plan: SetupPlan): void {
+  try {
+    run(plan);
+  } catch (e) {
+    post({ t: 'error', error: serializeError(e) });
+  }
 }
+
+if (workerData) start(workerData as SetupPlan);
+else parentPort!.once('message', start);

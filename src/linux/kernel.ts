@@ -44,6 +44,8 @@ export interface Kernel {
   pivotRoot(newRoot: string, putOld: string, why?: string): void;
   chdir(path: string, why?: string): void;
   chroot(path: string, why?: string): void;
+  /** socket(2); a socket belongs to the network namespace of the thread that makes it */
+  socket(domain: number, type: number, protocol: number, why?: string): number;
   fchdir(fd: number, why?: string): void;
   sethostname(name: string, why?: string): void;
   setdomainname(name: string, why?: string): void;
@@ -103,6 +105,7 @@ export const SYSCALL_DOCS: Record<string, string> = {
   pivot_root: 'make the rootfs `/` and move the host\'s root aside, so it can be detached and never reached again',
   chdir: 'change the working directory of the setup thread',
   chroot: 'change the root directory of the calling thread',
+  socket: 'open a socket, in the network namespace of the calling thread',
   fchdir: 'change directory through an fd, so no path can be swapped under us',
   sethostname: 'set the hostname inside the new UTS namespace; the host keeps its own',
   setdomainname: 'set the NIS domain name inside the new UTS namespace',
@@ -145,7 +148,7 @@ export const SYSCALL_DOCS: Record<string, string> = {
 /** Maps each Kernel method to the syscall name it documents under. */
 export const KERNEL_METHOD_SYSCALL: Record<keyof Kernel, string> = {
   unshare: 'unshare', setns: 'setns', mount: 'mount', umount2: 'umount2', pivotRoot: 'pivot_root',
-  chdir: 'chdir', chroot: 'chroot', fchdir: 'fchdir', sethostname: 'sethostname', setdomainname: 'setdomainname',
+  chdir: 'chdir', chroot: 'chroot', socket: 'socket', fchdir: 'fchdir', sethostname: 'sethostname', setdomainname: 'setdomainname',
   open: 'open', openat2: 'openat2', close: 'close', mkdirat: 'mkdirat', mknodat: 'mknodat',
   symlinkat: 'symlinkat', fchown: 'fchown', fchmod: 'fchmod', mkfifo: 'mkfifo', prctl: 'prctl',
   capget: 'capget', capset: 'capset', setresuid: 'setresuid', setresgid: 'setresgid',

@@ -146,6 +146,11 @@ export class LinuxKernel implements Kernel {
     this.call('chroot', () => quote(path), why, () => f(path));
   }
 
+  socket(domain: number, type: number, protocol: number, why?: string): number {
+    const f = libc().fn('int socket(int, int, int)');
+    return this.call('socket', () => `${domain === 2 ? 'AF_INET' : domain}, ${type & 0xf}, ${protocol}`, why, () => f(domain, type, protocol));
+  }
+
   fchdir(fd: number, why?: string): void {
     const f = libc().fn('int fchdir(int)');
     this.call('fchdir', () => String(fd), why, () => f(fd));

@@ -14,6 +14,7 @@ import { LinuxKernel } from '../linux/libc.js';
 import { serializeError } from '../errors.js';
 import { enterNamespaces, planNamespaces, NS_FILE } from '../namespaces/index.js';
 import { setupRootfs } from '../rootfs/setup.js';
+import { bringUpLoopback } from '../namespaces/loopback.js';
 import { applyCredentials } from '../security/credentials.js';
 import { tracer } from '../trace/tracer.js';
 import { resolveExecutable } from './exec-path.js';
@@ -41,6 +42,7 @@ function run(plan: SetupPlan): void {
     for (const [key, value] of Object.entries(spec.linux?.sysctl ?? {})) {
       k.writeFile(`/proc/sys/${key.replace(/\./g, '/')}`, value, `sysctl ${key}=${value} in the container's own namespace`);
     }
+    if (nsPlan.fresh.includes('network')) bringUpLoopback(k);
     const newMount = nsPlan.fresh.includes('mount') || nsPlan.join.some((j) => j.type === 'mount');
     if (!newMount) throw Object.assign(new Error('linux.namespaces must include "mount": tsrun pivots into the rootfs'), {});
     const sharedNet = !nsPlan.fresh.includes('network');

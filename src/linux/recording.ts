@@ -27,7 +27,7 @@ export interface RecordedCall {
  * teaching the recorder about it is a compile error here.
  */
 export const WHY_INDEX: Record<KernelMethod, number | null> = {
-  unshare: 1, setns: 2, mount: 5, umount2: 2, pivotRoot: 2, chdir: 1, fchdir: 1, sethostname: 1,
+  unshare: 1, setns: 2, mount: 5, umount2: 2, pivotRoot: 2, chdir: 1, chroot: 1, fchdir: 1, sethostname: 1,
   setdomainname: 1, open: 3, openat2: 5, close: null, mkdirat: 3, mknodat: 5, symlinkat: 3, fchown: 3,
   fchmod: 2, mkfifo: 2, prctl: 3, capget: null, capset: 1, setresuid: 3, setresgid: 3, setgroups: 1,
   prlimit: 4, seccompSetFilter: 2, fcntl: null, closeRange: 3, ioctl: 3, kill: 2, wait: null, spawn: 1,
@@ -67,8 +67,10 @@ export class RecordingKernel implements Kernel {
   private nextFd = 100;
   private mask = 0o022;
   private readonly failures: Failure[] = [];
-  /** fd -> the path it names: a host path (open) or a path inside the root (openat2) */
+  /** open fd -> the path it names: a host path (open) or a path inside the root (openat2) */
   private readonly fds = new Map<number, { path: string; inRoot: boolean }>();
+  /** every fd ever handed out (they are never reused), for asserting on closed ones too */
+  private readonly history = new Map<number, string>();
   /** null: every path exists; otherwise the paths (inside the root) that exist */
   private existing: Set<string> | null = null;
 
@@ -93,9 +95,15 @@ export class RecordingKernel implements Kernel {
     return [...this.fds.keys()];
   }
 
-  /** The path an fake fd stands for. */
+  /** The path a fake fd stands for (also after it was closed). */
   pathOf(fd: number): string | undefined {
-    return this.fds.get(fd)?.path;
+    return this.history.get(fd);
+  }
+
+  /** The path behind /proc/thread-self/fd/N, or the string itself for any other path. */
+  resolveFdPath(p: string | null): string | null {
+    const m = p === null ? null : /^\/proc\/(?:thread-)?self\/fd\/(\d+)$/.exec(p);
+    return m ? this.pathOf(Number(m[1])) ?? p : p;
   }
 
   methods(): KernelMethod[] {
@@ -147,6 +155,7 @@ export class RecordingKernel implements Kernel {
   private fd(path: string, inRoot: boolean): number {
     const fd = this.nextFd++;
     this.fds.set(fd, { path, inRoot });
+    this.history.set(fd, path);
     return fd;
   }
 
@@ -164,6 +173,7 @@ export class RecordingKernel implements Kernel {
   umount2(target: string, flags: number, why?: string): void { this.rec('umount2', [target, flags, why]); }
   pivotRoot(newRoot: string, putOld: string, why?: string): void { this.rec('pivotRoot', [newRoot, putOld, why]); }
   chdir(path: string, why?: string): void { this.rec('chdir', [path, why]); }
+  chroot(path: string, why?: string): void { this.rec('chroot', [path, why]); }
   fchdir(fd: number, why?: string): void { this.rec('fchdir', [fd, why]); }
   sethostname(name: string, why?: string): void { this.rec('sethostname', [name, why]); }
   setdomainname(name: string, why?: string): void { this.rec('setdomainname', [name, why]); }

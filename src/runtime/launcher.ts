@@ -10,6 +10,7 @@ import { O } from '../linux/constants.js';
 import { ENXIO } from '../linux/errno.js';
 import { type Kernel, KernelError } from '../linux/kernel.js';
 import { RLIMIT } from '../linux/constants.js';
+import { rlimitToU64 } from '../spec/rlimit.js';
 import { deserializeError, TsrunError, wrap } from '../errors.js';
 import { finishRootfs } from '../rootfs/finish.js';
 import { tracer } from '../trace/tracer.js';
@@ -98,7 +99,7 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
     // rlimits belong to a process, not a thread: set them on the waiting child with
     // prlimit(2), so tsrun's own limits never change.
     for (const r of plan.spec.process?.rlimits ?? []) {
-      k.prlimit(pid, RLIMIT[r.type]!, BigInt(r.soft), BigInt(r.hard), `${r.type} soft=${r.soft} hard=${r.hard} (process.rlimits)`);
+      k.prlimit(pid, RLIMIT[r.type]!, rlimitToU64(r.soft), rlimitToU64(r.hard), `${r.type} soft=${r.soft} hard=${r.hard} (process.rlimits)`);
     }
     const adj = plan.spec.process?.oomScoreAdj;
     if (adj !== undefined) k.writeFile(`/proc/${pid}/oom_score_adj`, String(adj), 'process.oomScoreAdj');

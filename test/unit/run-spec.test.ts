@@ -1,3 +1,4 @@
+import { rlimitToU64 } from '../../src/spec/rlimit.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -146,14 +147,14 @@ describe('--ulimit', () => {
     expect(r.soft).toBeGreaterThan(2 ** 63);
   });
 
-  // Known bug (reported): 2**64-1 is not a safe integer; as a number it rounds to 2**64,
-  // which prlimit's u64 cannot hold, so `tsrun run --ulimit core=-1` fails with a
-  // RangeError. Flip to `it` once the spec carries unlimited exactly.
-  it.fails('-1 survives the conversion to the u64 prlimit takes', () => {
+  // 2**64-1 is not a safe integer: as a number it rounds to 2**64, which prlimit's u64
+  // cannot hold. rlimitToU64 is the one place spec values become kernel values.
+  it('-1 survives the conversion to the u64 prlimit takes', () => {
     const r = parseUlimit('core=-1');
     const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt(r.soft));
+    b.writeBigUInt64LE(rlimitToU64(r.soft));
     expect(b.readBigUInt64LE()).toBe(0xffffffffffffffffn);
+    expect(rlimitToU64(1024)).toBe(1024n);
   });
 });
 

@@ -356,6 +356,7 @@ class LayerWriter {
  * Unpacks a layer stream into `dest` (created if missing) and returns its diff ID.
  * On failure `dest` may hold part of the layer: the caller (ImageStore.addLayer) unpacks
  * into a private temp dir and discards it, so a half-unpacked layer is never visible.
+ * `input` is not destroyed on failure: the caller drains or destroys it.
  */
 export async function unpackLayer(input: Readable, dest: string, opts: UnpackOptions = {}): Promise<UnpackResult> {
   const k = opts.kernel ?? new LinuxKernel();
@@ -364,7 +365,10 @@ export async function unpackLayer(input: Readable, dest: string, opts: UnpackOpt
   const rootfd = k.open(dest, DIR_PATH, 0, 'open the layer root; every entry is resolved beneath it');
   const hash = createHash('sha256');
   let size = 0;
-  const reader = new ByteReader(decompress(input, opts.compression ?? 'auto'), (b) => {
+  // Iterate without taking the stream over: on failure the caller still owns it (pull
+  // drains the rest to tell a truncated download from a corrupt one).
+  const src: AsyncIterable<Buffer> & Partial<AsyncIterator<Buffer>> = typeof input.iterator === 'function' ? input.iterator({ destroyOnReturn: false }) : input;
+  const reader = new ByteReader(decompress(src, opts.compression ?? 'auto'), (b) => {
     hash.update(b);
     size += b.length;
   });
@@ -374,7 +378,8 @@ export async function unpackLayer(input: Readable, dest: string, opts: UnpackOpt
     await reader.drain();
     w.finish();
   } catch (e) {
-    input.destroy();
+    // Detach from the stream (not awaited: a read may still be pending on it).
+    void src.return?.()?.catch(() => undefined);
     if (e instanceof TsrunError) throw e;
     throw new TsrunError('IMAGE', `unpacking layer: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   } finally {

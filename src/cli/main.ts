@@ -8,6 +8,7 @@ import { normalizeArgv } from './argv.js';
 import { registerRun } from './run.js';
 import { prewarmSetupWorker } from '../runtime/launcher.js';
 import { registerSpec } from './spec.js';
+import { registerImage } from './image.js';
 
 export interface GlobalOptions {
   root?: string;
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
   });
   registerRun(program);
   registerSpec(program);
+  registerImage(program);
   return program;
 }
 

@@ -8,6 +8,8 @@ import { runForeground } from '../runtime/run.js';
 import { newId, resolvePaths } from '../runtime/state.js';
 import { validateSpec } from '../spec/validate.js';
 import type { GlobalOptions } from './main.js';
+import { addImageRunOptions, prepareImageRun, type ImageRunCliOptions } from './image.js';
+import type { OverlayLayers } from '../overlay/mount.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -47,10 +49,10 @@ function checkRootfs(rootfs: string): void {
 }
 
 export function registerRun(program: Command): void {
-  program
+  addImageRunOptions(program
     .command('run')
     .description('run a command in a new container')
-    .usage('--rootfs DIR [options] [--] COMMAND [ARG...]  |  --bundle DIR')
+    .usage('[options] IMAGE [COMMAND [ARG...]]  |  --rootfs DIR [options] [--] COMMAND [ARG...]  |  --bundle DIR')
     .passThroughOptions()
     .argument('[command...]', 'the command and its arguments')
     .option('--rootfs <dir>', 'run on this root filesystem directory')
@@ -70,7 +72,7 @@ export function registerRun(program: Command): void {
     .option('--cap-drop <cap>', 'drop a capability', collect, [])
     .option('--ulimit <name=soft[:hard]>', 'set a resource limit', collect, [])
     .option('--privileged', 'give the container every capability and unmask /proc', false)
-    .option('--name <name>', 'name the container')
+    .option('--name <name>', 'name the container'))
     .action(async (command: string[], opts: RunCliOptions, cmd: Command) => {
       const globals = cmd.parent!.opts<GlobalOptions>();
       const paths = resolvePaths(globals.root);
@@ -78,6 +80,8 @@ export function registerRun(program: Command): void {
       let spec;
       let rootfs: string;
       let bundle: string;
+      let overlay: OverlayLayers | undefined;
+      let cleanup: (() => void) | undefined;
       if (opts.bundle) {
         bundle = resolve(opts.bundle);
         ({ spec, rootfs } = loadBundle(bundle));
@@ -86,10 +90,26 @@ export function registerRun(program: Command): void {
         bundle = process.cwd();
         spec = validateSpec(specFromFlags({ ...opts, readOnly: (opts as unknown as { readOnly: boolean }).readOnly }, command, { id }));
       } else {
-        throw new TsrunError('USAGE', 'run needs --rootfs DIR or --bundle DIR (images come with the image store)', { hint: 'tsrun run --rootfs ./rootfs -- sh -c "echo hello"' });
+        const [image, ...rest] = command;
+        if (!image) throw new TsrunError('USAGE', 'run needs an IMAGE, --rootfs DIR or --bundle DIR', { hint: 'tsrun run busybox echo hello' });
+        const prep = await prepareImageRun(paths.root, id, image, rest, opts as unknown as ImageRunCliOptions);
+        if (opts.rm) cleanup = prep.cleanup;
+        try {
+          rootfs = prep.rootfs;
+          overlay = prep.overlay;
+          bundle = process.cwd();
+          spec = validateSpec(specFromFlags({ ...opts, user: prep.user, readOnly: (opts as unknown as { readOnly: boolean }).readOnly }, [], { id, image: prep.image }));
+        } catch (e) {
+          prep.cleanup();
+          throw e;
+        }
       }
-      checkRootfs(rootfs);
-      const code = await runForeground(new LinuxKernel(), { id, spec, rootfs, bundle, paths, interactive: opts.interactive || !!opts.bundle });
-      process.exitCode = code;
+      try {
+        checkRootfs(rootfs);
+        const code = await runForeground(new LinuxKernel(), { id, spec, rootfs, bundle, paths, overlay, interactive: opts.interactive || !!opts.bundle });
+        process.exitCode = code;
+      } finally {
+        cleanup?.();
+      }
     });
 }

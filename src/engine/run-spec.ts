@@ -6,8 +6,9 @@ import { TsrunError } from '../errors.js';
 import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, normalizeCap } from '../security/capabilities.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV, DEFAULT_READONLY_PATHS, defaultMounts } from '../spec/defaults.js';
 import type { MountSpec, Spec } from '../spec/types.js';
+import { resourcesFromFlags, type ResourceFlags } from '../cgroups/flags.js';
 
-export interface RunFlags {
+export interface RunFlags extends ResourceFlags {
   env: string[];
   envFile: string[];
   workdir?: string;
@@ -31,6 +32,8 @@ export interface ImageDefaults {
   cmd?: string[];
   workingDir?: string;
   user?: string;
+  /** supplementary groups of the image's user (from its /etc/group) */
+  additionalGids?: number[];
 }
 
 function usage(message: string, hint?: string): TsrunError {
@@ -135,7 +138,8 @@ export function specFromFlags(flags: RunFlags, command: string[], opts: { id: st
   const args = [...(image.entrypoint ?? []), ...(command.length ? command : image.cmd ?? [])];
   if (args.length === 0) throw usage('no command given', 'put the command after the rootfs: tsrun run --rootfs DIR -- sh -c "echo hi"');
   const hostname = flags.hostname ?? opts.id.slice(0, 12);
-  const user = parseUser(flags.user ?? image.user);
+  const user: { uid: number; gid: number; additionalGids?: number[] } = parseUser(flags.user ?? image.user);
+  if (image.additionalGids?.length) user.additionalGids = image.additionalGids;
   const caps = capabilitySet(flags.capAdd, flags.capDrop, flags.privileged);
   const env = mergeEnv(
     [DEFAULT_PATH_ENV, `HOSTNAME=${hostname}`],
@@ -164,8 +168,15 @@ export function specFromFlags(flags: RunFlags, command: string[], opts: { id: st
     mounts,
     linux: {
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }],
+      ...resourcesSpec(flags),
       maskedPaths: flags.privileged ? [] : [...DEFAULT_MASKED_PATHS],
       readonlyPaths: flags.privileged ? [] : [...DEFAULT_READONLY_PATHS],
     },
   };
+}
+
+/** docker's --memory, --cpus, --pids-limit, ... as linux.resources (src/cgroups/flags.ts). */
+function resourcesSpec(flags: ResourceFlags): { resources?: Record<string, unknown> } {
+  const resources = resourcesFromFlags(flags);
+  return resources ? { resources: resources as Record<string, unknown> } : {};
 }

@@ -11,7 +11,39 @@ export interface OverlayLayers {
   work: string;
 }
 
+// mount(2) copies at most one page of option data (copy_mount_options); a longer string
+// is cut off and overlayfs fails on a truncated path. The NUL counts too.
+const PAGE_LIMIT = 4095;
+
+export function overlayOptions(layers: OverlayLayers): string {
+  return `lowerdir=${layers.lower.join(':')},upperdir=${layers.upper},workdir=${layers.work}`;
+}
+
+/** True when the classic one-string mount cannot carry these paths. */
+export function needsNewMountApi(layers: OverlayLayers): boolean {
+  return Buffer.byteLength(overlayOptions(layers)) > PAGE_LIMIT || layers.lower.some((l) => /[:,]/.test(l));
+}
+
 export function mountOverlay(k: Kernel, target: string, layers: OverlayLayers): void {
-  const data = `lowerdir=${layers.lower.join(':')},upperdir=${layers.upper},workdir=${layers.work}`;
-  k.mount('overlay', target, 'overlay', 0, data, `stack ${layers.lower.length} image layer(s) under the container's own upper dir`);
+  if (!needsNewMountApi(layers)) {
+    k.mount('overlay', target, 'overlay', 0, overlayOptions(layers), `stack ${layers.lower.length} image layer(s) under the container's own upper dir`);
+    return;
+  }
+  // The new mount API takes one option per fsconfig(2) call, each with its own page,
+  // and since Linux 6.8 overlayfs accepts "lowerdir+" to append one layer per call, so
+  // the number of layers is no longer bounded by the option string's size.
+  const fsfd = k.fsopen('overlay', `${layers.lower.length} layers do not fit in one page of mount options: build the overlay one option at a time`);
+  let mfd = -1;
+  try {
+    k.fsconfigString(fsfd, 'source', 'overlay', 'the name mount(8) shows for it');
+    for (const l of layers.lower) k.fsconfigString(fsfd, 'lowerdir+', l, 'append the next lower layer (topmost first)');
+    k.fsconfigString(fsfd, 'upperdir', layers.upper, 'the container\'s own writable layer');
+    k.fsconfigString(fsfd, 'workdir', layers.work, 'overlayfs scratch space on the upper dir\'s filesystem');
+    k.fsconfigCreate(fsfd, 'create the overlay superblock');
+    mfd = k.fsmount(fsfd, 0, 'a detached overlay mount');
+    k.moveMount(mfd, -100, target, 'attach the overlay at the rootfs path in the container\'s mount namespace');
+  } finally {
+    if (mfd >= 0) k.close(mfd);
+    k.close(fsfd);
+  }
 }

@@ -1,0 +1,318 @@
+// `tsrun pull`: manifest (choosing a platform from an index), config, then every layer
+// downloaded in parallel, each one hashed into the blob store *and* decompressed and
+// unpacked while it streams. A layer becomes visible only when both its compressed
+// digest and its diff ID check out.
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, renameSync, rmSync, type WriteStream } from 'node:fs';
+import { arch } from 'node:os';
+import { Transform, type Readable } from 'node:stream';
+import { TsrunError } from '../errors.js';
+import { type ImageRef, formatReference, manifestReference, parseReference, refName } from './reference.js';
+import { type Descriptor, type Manifest, MEDIA, RegistryClient, type RegistryOptions, isRetryable, withRetries } from './registry.js';
+import { type ImageConfigFile, type ImageRecord, ImageStore } from './store.js';
+import { unpackLayer } from './unpack.js';
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+export function hostPlatform(): Platform {
+  const a = arch();
+  const map: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+  const architecture = map[a] ?? a;
+  if (architecture === 'arm') {
+    const v = (process.config.variables as unknown as Record<string, unknown>).arm_version;
+    return { os: 'linux', architecture, variant: `v${String(v ?? '7')}` };
+  }
+  return { os: 'linux', architecture };
+}
+
+export function parsePlatform(s: string): Platform {
+  const parts = s.split('/');
+  if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[a-z0-9._-]+$/.test(p))) {
+    throw new TsrunError('USAGE', `--platform ${s}: expected OS/ARCH[/VARIANT], e.g. linux/arm64 or linux/arm/v7`);
+  }
+  const alias: Record<string, string> = { x86_64: 'amd64', aarch64: 'arm64', armhf: 'arm', armel: 'arm' };
+  return { os: parts[0]!, architecture: alias[parts[1]!] ?? parts[1]!, ...(parts[2] ? { variant: parts[2] } : {}) };
+}
+
+export function formatPlatform(p: Platform): string {
+  return `${p.os}/${p.architecture}${p.variant ? '/' + p.variant : ''}`;
+}
+
+/** containerd's rule: arm64's default variant is v8, so "linux/arm64" and "linux/arm64/v8" are the same. */
+function normVariant(p: Platform): string | undefined {
+  if (p.architecture === 'arm64' && (!p.variant || p.variant === 'v8')) return undefined;
+  return p.variant;
+}
+
+export function selectPlatform(manifests: Descriptor[], want: Platform, explicit: boolean): Descriptor {
+  const candidates = manifests.filter((m) => m.platform && m.platform.os === want.os && m.platform.architecture === want.architecture);
+  const wantV = normVariant(want);
+  let hit = candidates.find((m) => normVariant(m.platform!) === wantV);
+  // Without an explicit variant, any variant of the architecture will do (docker does the same for amd64 v2/v3).
+  if (!hit && !explicit) hit = candidates[0];
+  if (!hit && !want.variant && candidates.length) hit = candidates[0];
+  if (!hit) {
+    const have = manifests.filter((m) => m.platform && m.platform.os !== 'unknown').map((m) => formatPlatform(m.platform!)).join(', ');
+    throw new TsrunError('IMAGE', `no image for platform ${formatPlatform(want)} in the index`, { hint: `this image is built for: ${have || 'no listed platforms'}; choose one with --platform` });
+  }
+  return hit;
+}
+
+export interface PullOptions extends RegistryOptions {
+  platform?: string;
+  /** progress lines go here (stderr/stdout); nothing when undefined */
+  progress?: NodeJS.WritableStream & { isTTY?: boolean };
+  concurrency?: number;
+}
+
+/** A Transform that hashes and writes the compressed bytes to a temp blob on the way to the unpacker. */
+function teeToBlob(file: WriteStream, onBytes: (n: number) => void): { tee: Transform; hash: () => string; size: () => number; done: () => Promise<void> } {
+  const h = createHash('sha256');
+  let size = 0;
+  const tee = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      h.update(chunk);
+      size += chunk.length;
+      onBytes(chunk.length);
+      // Wait for the disk write, so a slow disk throttles the download instead of buffering it.
+      if (!file.write(chunk)) file.once('drain', () => cb(null, chunk));
+      else cb(null, chunk);
+    },
+  });
+  return {
+    tee,
+    hash: () => `sha256:${h.digest('hex')}`,
+    size: () => size,
+    done: () => new Promise<void>((res, rej) => {
+      file.once('error', rej);
+      file.end(() => res());
+    }),
+  };
+}
+
+class Progress {
+  private readonly tty: boolean;
+  private readonly rows = new Map<string, { status: string; done: number; total: number }>();
+  private drawn = 0;
+  constructor(private readonly out: PullOptions['progress']) {
+    this.tty = out?.isTTY === true;
+  }
+  line(s: string): void {
+    if (!this.out) return;
+    if (this.tty) this.redraw();
+    this.out.write(s + '\n');
+    if (this.tty) this.drawn = 0;
+  }
+  layer(digest: string, status: string, done = 0, total = 0): void {
+    if (!this.out) return;
+    const id = digest.slice(7, 19);
+    const prev = this.rows.get(id);
+    this.rows.set(id, { status, done, total });
+    if (this.tty) this.redraw();
+    else if (prev?.status !== status) this.out.write(`${id}: ${status}\n`);
+  }
+  private redraw(): void {
+    if (!this.out || !this.tty) return;
+    let s = this.drawn ? `\x1b[${this.drawn}A` : '';
+    for (const [id, r] of this.rows) {
+      let bar = '';
+      if (r.status === 'Downloading' && r.total) {
+        const w = 40;
+        const n = Math.min(w, Math.floor((r.done / r.total) * w));
+        bar = ` [${'='.repeat(Math.max(0, n - 1))}${n ? '>' : ''}${' '.repeat(w - n)}] ${mb(r.done)}/${mb(r.total)}`;
+      }
+      s += `\x1b[2K${id}: ${r.status}${bar}\n`;
+    }
+    this.drawn = this.rows.size;
+    this.out.write(s);
+  }
+}
+
+function mb(n: number): string {
+  return n < 1e6 ? `${(n / 1e3).toFixed(1)}kB` : `${(n / 1e6).toFixed(1)}MB`;
+}
+
+async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed: unknown;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && failed === undefined) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (e) {
+        failed ??= e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  if (failed !== undefined) throw failed;
+}
+
+const LAYER_TYPES = /^application\/vnd\.(oci\.image\.layer\.v1\.tar(\+gzip|\+zstd)?|docker\.image\.rootfs\.diff\.tar\.gzip)$/;
+
+function compressionOf(mediaType: string): 'auto' | 'gzip' | 'zstd' | 'none' {
+  if (mediaType.endsWith('+gzip') || mediaType.endsWith('.gzip')) return 'gzip';
+  if (mediaType.endsWith('+zstd')) return 'zstd';
+  if (mediaType.endsWith('.tar')) return 'none';
+  return 'auto';
+}
+
+export async function pullImage(store: ImageStore, refText: string, opts: PullOptions = {}): Promise<ImageRecord> {
+  const ref = parseReference(refText);
+  const client = new RegistryClient(ref.registry, ref.repository, opts);
+  const progress = new Progress(opts.progress);
+  try {
+    return await doPull(store, ref, client, progress, opts);
+  } finally {
+    client.close();
+  }
+}
+
+async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, progress: Progress, opts: PullOptions): Promise<ImageRecord> {
+  const name = formatReference(ref);
+  progress.line(`${ref.tag ?? ref.digest}: Pulling from ${ref.repository}`);
+  const top = await client.getManifest(manifestReference(ref));
+  let m: Manifest = top.manifest;
+  let manifestRaw = top.raw;
+  let manifestDigest = top.digest;
+  const want = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
+  if (top.mediaType === MEDIA.ociIndex || top.mediaType === MEDIA.dockerList || (m.manifests && !m.layers)) {
+    const d = selectPlatform(m.manifests ?? [], want, !!opts.platform);
+    const sub = await client.getManifest(d.digest);
+    m = sub.manifest;
+    manifestRaw = sub.raw;
+    manifestDigest = sub.digest;
+  }
+  if (!m.config || !m.layers) throw new TsrunError('IMAGE', `${name}: the manifest has no config or layers`, { hint: 'only OCI and Docker schema 2 image manifests can be pulled' });
+  for (const l of m.layers) {
+    if (!LAYER_TYPES.test(l.mediaType)) throw new TsrunError('IMAGE', `${name}: layer ${l.digest.slice(0, 19)} has unsupported media type ${l.mediaType}`, { hint: 'tsrun handles tar, tar+gzip and tar+zstd layers' });
+  }
+
+  const cfgBlob = await withRetries(`config ${m.config.digest}`, 3, async () => {
+    const b = await client.getBlob(m.config!.digest);
+    return store.putBlob(b.body, m.config!.digest, m.config!.size);
+  });
+  const config = JSON.parse((await store.readBlob(cfgBlob.digest)).toString('utf8')) as ImageConfigFile;
+  const diffIds = config.rootfs?.diff_ids ?? [];
+  if (diffIds.length !== m.layers.length) {
+    throw new TsrunError('IMAGE', `${name}: the config lists ${diffIds.length} diff IDs for ${m.layers.length} layers`, { hint: 'the image is malformed' });
+  }
+  if (opts.platform && config.architecture && config.architecture !== want.architecture) {
+    throw new TsrunError('IMAGE', `${name} is for ${config.os}/${config.architecture}, not ${formatPlatform(want)}`);
+  }
+
+  const jobs = m.layers.map((l, i) => ({ desc: l, diffId: diffIds[i]! }));
+  await pool(jobs, opts.concurrency ?? 4, async ({ desc, diffId }) => {
+    if (store.hasLayer(diffId) && store.hasBlob(desc.digest)) {
+      progress.layer(desc.digest, 'Already exists');
+      return;
+    }
+    progress.layer(desc.digest, 'Pulling fs layer');
+    await withRetries(`layer ${desc.digest.slice(0, 19)}`, 3, async () => {
+      if (store.hasBlob(desc.digest)) {
+        // The compressed blob is here (an earlier pull, a load): unpack from disk.
+        await store.addLayer(diffId, async (dir) => {
+          const r = await unpackLayer(createReadStream(store.blobPath(desc.digest)), dir, { compression: compressionOf(desc.mediaType) });
+          if (r.diffId !== diffId) throw diffMismatch(name, desc, diffId, r.diffId);
+        });
+        progress.layer(desc.digest, 'Pull complete');
+        return;
+      }
+      const blob = await client.getBlob(desc.digest);
+      const tmp = store.tempPath('blob');
+      let done = 0;
+      const t = teeToBlob(createWriteStream(tmp, { mode: 0o644 }), (n) => {
+        done += n;
+        progress.layer(desc.digest, 'Downloading', done, desc.size);
+      });
+      let bodyError: unknown;
+      blob.body.on('error', (e) => {
+        bodyError = e;
+        t.tee.destroy(e);
+      });
+      const src = blob.body.pipe(t.tee);
+      try {
+        const finish = async (): Promise<void> => {
+          await t.done();
+          if (bodyError) throw bodyError;
+          if (t.size() !== desc.size) {
+            throw new TsrunError('IMAGE', `layer ${desc.digest}: got ${t.size()} bytes, expected ${desc.size}`, { hint: 'the download was truncated or the registry is serving bad content; nothing was stored' });
+          }
+          const got = t.hash();
+          if (got !== desc.digest) throw new TsrunError('IMAGE', `layer digest mismatch: expected ${desc.digest}, got ${got}`, { hint: 'the registry served content that does not match its digest; nothing was stored' });
+        };
+        if (store.hasLayer(diffId)) {
+          src.resume();
+          await new Promise<void>((res, rej) => {
+            src.on('end', res);
+            src.on('error', rej);
+          });
+          await finish();
+        } else {
+          await store.addLayer(diffId, async (dir) => {
+            let r: { diffId: string };
+            try {
+              r = await unpackLayer(src as Readable, dir, { compression: compressionOf(desc.mediaType) });
+            } catch (e) {
+              if (bodyError) throw bodyError;
+              // Read the rest, so a truncated or corrupt download is reported as such
+              // rather than as the decompressor's complaint about it.
+              src.resume();
+              await new Promise<void>((res) => (src.readableEnded ? res() : src.once('end', res).once('error', () => res())));
+              await finish();
+              throw e;
+            }
+            // Drain anything after the end of the tar (padding), so the digest covers every byte.
+            src.resume();
+            await new Promise<void>((res) => (src.readableEnded ? res() : src.once('end', res).once('error', () => res())));
+            await finish();
+            if (r.diffId !== diffId) throw diffMismatch(name, desc, diffId, r.diffId);
+          });
+        }
+        renameSync(tmp, store.blobPath(desc.digest));
+      } catch (e) {
+        blob.body.destroy();
+        rmSync(tmp, { force: true });
+        if (isRetryable(e)) progress.layer(desc.digest, 'Retrying');
+        throw e;
+      }
+      progress.layer(desc.digest, 'Pull complete');
+    });
+  });
+
+  const top2 = await store.putBlob(manifestRaw, manifestDigest);
+  if (top.digest !== manifestDigest) await store.putBlob(top.raw, top.digest);
+  const repoDigest = `${refName(ref)}@${top.digest}`;
+  const record: ImageRecord = {
+    id: cfgBlob.digest,
+    manifestDigest: top2.digest,
+    repoTags: ref.tag ? [`${refName(ref)}:${ref.tag}`] : [],
+    repoDigests: [repoDigest],
+    layers: diffIds,
+    config,
+    created: config.created ?? new Date().toISOString(),
+    size: m.layers.reduce((s, l) => s + l.size, 0) + m.config.size,
+    platform: { os: config.os ?? want.os, architecture: config.architecture ?? want.architecture, ...(config.variant ? { variant: config.variant } : {}) },
+    layerDigests: m.layers.map((l) => l.digest),
+  };
+  const stored = await store.putImage(record);
+  progress.line(`Digest: ${top.digest}`);
+  progress.line(`Status: Downloaded image for ${name}`);
+  return { ...stored, manifestDigest: top.digest === manifestDigest ? stored.manifestDigest : stored.manifestDigest };
+}
+
+function diffMismatch(name: string, desc: Descriptor, want: string, got: string): TsrunError {
+  return new TsrunError('IMAGE', `${name}: layer ${desc.digest.slice(0, 19)} unpacks to diff ID ${got}, but the config says ${want}`, { hint: 'the image is corrupt; nothing was stored for this layer' });
+}
+
+/** The repo digest a pull reports (the index's when there is one). */
+export function pulledDigest(rec: ImageRecord, ref: string): string {
+  const r = parseReference(ref);
+  const d = rec.repoDigests.find((x) => x.startsWith(refName(r) + '@'));
+  return d ? d.slice(d.indexOf('@') + 1) : rec.manifestDigest;
+}

@@ -1,0 +1,76 @@
+// Pull from a real registry (Debian's docker-registry on 127.0.0.1), store, list,
+// tag, remove. Images are built at test time from busybox-static.
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectExit, useSandbox } from '../helpers/sandbox.js';
+import { type BuiltImage, buildImage, buildIndex, busyboxTarFiles, hostArch } from '../helpers/images.js';
+import { type TestRegistry, startRegistry } from '../helpers/registry.js';
+
+let reg: TestRegistry;
+let bb: BuiltImage;
+let multi: BuiltImage;
+let arm: BuiltImage;
+
+beforeAll(async () => {
+  reg = await startRegistry();
+  bb = await buildImage({ layers: [busyboxTarFiles()] });
+  multi = await buildImage({
+    layers: [busyboxTarFiles(), [{ name: 'data/', type: 'directory' }, { name: 'data/one', content: 'one\n' }], [{ name: 'data/two', content: 'two\n' }]],
+    config: { Cmd: ['cat', '/data/one', '/data/two'] },
+  });
+  arm = await buildImage({ layers: [busyboxTarFiles(), [{ name: 'arch', content: 'arm64\n' }]], architecture: 'arm64' });
+  const native = await buildImage({ layers: [busyboxTarFiles(), [{ name: 'arch', content: 'native\n' }]], architecture: hostArch() });
+  await reg.push('test/busybox', '1', bb);
+  await reg.push('test/multi', 'latest', multi);
+  await reg.pushIndex('test/index', 'latest', buildIndex([{ image: arm, platform: { os: 'linux', architecture: 'arm64' } }, { image: native, platform: { os: 'linux', architecture: hostArch() } }]), [arm, native]);
+});
+
+afterAll(async () => {
+  await reg?.stop();
+});
+
+describe('tsrun pull', () => {
+  const sb = useSandbox();
+
+  it('pulls a single-layer image, stores its blobs and layer, and lists it', async () => {
+    const ref = `${reg.host}/test/busybox:1`;
+    const r = await sb.tsrun(['pull', ref]);
+    expectExit(r, 0);
+    expect(r.stdout).toContain(`Digest: ${bb.manifest.digest}`);
+    for (const b of [bb.manifest, bb.config, ...bb.layers]) expect(existsSync(join(sb.root, 'blobs/sha256', b.digest.slice(7)))).toBe(true);
+    expect(existsSync(join(sb.root, 'layers', bb.diffIds[0]!.slice(7), 'bin/busybox'))).toBe(true);
+    expect(readdirSync(join(sb.root, 'tmp'))).toEqual([]);
+    const ls = await sb.tsrun(['images', '--format', 'json']);
+    expectExit(ls, 0);
+    const rows = ls.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>);
+    expect(rows).toEqual([expect.objectContaining({ Repository: `${reg.host}/test/busybox`, Tag: '1', ID: bb.config.digest.slice(7, 19) })]);
+    const table = await sb.tsrun(['images']);
+    expect(table.stdout.split('\n')[0]).toMatch(/^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE$/);
+  });
+
+  it('-q prints only the digest', async () => {
+    const r = await sb.tsrun(['pull', '-q', `${reg.host}/test/busybox:1`]);
+    expectExit(r, 0);
+    expect(r.stdout).toBe(`${bb.manifest.digest}\n`);
+  });
+
+  it('runs a pulled image with files from every layer', async () => {
+    const r = await sb.tsrun(['run', '--rm', `${reg.host}/test/multi`]);
+    expectExit(r, 0);
+    expect(r.stdout).toBe('one\ntwo\n');
+    expect(readdirSync(join(sb.root, 'containers'))).toEqual([]);
+  });
+
+  it('chooses the host platform from an index, and --platform overrides it', async () => {
+    const r = await sb.tsrun(['run', '--rm', `${reg.host}/test/index`, 'cat', '/arch']);
+    expectExit(r, 0);
+    expect(r.stdout).toBe('native\n');
+    const p = await sb.tsrun(['pull', '--platform', 'linux/arm64', `${reg.host}/test/index`]);
+    expectExit(p, 0);
+    const insp = await sb.tsrun(['image', 'inspect', `${reg.host}/test/index`]);
+    const [rec] = JSON.parse(insp.stdout) as { Id: string; Architecture: string }[];
+    expect(rec!.Id).toBe(arm.config.digest);
+    expect(rec!.Architecture).toBe('arm64');
+  });
+});

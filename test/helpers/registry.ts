@@ -1,0 +1,148 @@
+// A real registry for the e2e suite: Debian's docker-registry (distribution v2) on
+// 127.0.0.1, on a free port, with its own storage dir and config file. Optionally TLS
+// with a CA made at test time (openssl) and htpasswd basic auth (bcrypt, htpasswd -B).
+// Also a tiny pusher that speaks the distribution API, so tests need no skopeo.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import type { Blob, BuiltImage } from './images.js';
+
+export interface TestRegistry {
+  /** host:port */
+  host: string;
+  dir: string;
+  tls: boolean;
+  caFile?: string;
+  user?: string;
+  password?: string;
+  push(repo: string, tag: string, image: BuiltImage): Promise<void>;
+  pushIndex(repo: string, tag: string, index: Blob, images: BuiltImage[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+function makeCa(dir: string): { caFile: string; cert: string; key: string } {
+  const o = (args: string[]): void => {
+    execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  };
+  o(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=tsrun test CA', '-keyout', 'ca.key', '-out', 'ca.crt']);
+  o(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr']);
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
+  o(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'ext.cnf', '-out', 'server.crt']);
+  return { caFile: join(dir, 'ca.crt'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key') };
+}
+
+export async function startRegistry(opts: { tls?: boolean; auth?: { user: string; password: string } } = {}): Promise<TestRegistry> {
+  const dir = mkdtempSync(join(tmpdir(), 'tsrun-registry-'));
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  let tlsCfg = '';
+  let caFile: string | undefined;
+  if (opts.tls) {
+    const c = makeCa(dir);
+    caFile = c.caFile;
+    tlsCfg = `  tls:\n    certificate: ${c.cert}\n    key: ${c.key}\n`;
+  }
+  let authCfg = '';
+  if (opts.auth) {
+    const line = execFileSync('htpasswd', ['-Bbn', opts.auth.user, opts.auth.password], { encoding: 'utf8' });
+    writeFileSync(join(dir, 'htpasswd'), line);
+    authCfg = `auth:\n  htpasswd:\n    realm: tsrun-test\n    path: ${join(dir, 'htpasswd')}\n`;
+  }
+  writeFileSync(join(dir, 'config.yml'), `version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: ${join(dir, 'data')}
+  delete:
+    enabled: true
+http:
+  addr: ${host}
+  secret: tsrun-test-secret
+${tlsCfg}${authCfg}`);
+  const child: ChildProcess = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const ca = caFile ? readFileSync(caFile) : undefined;
+  const authHeader = opts.auth ? { Authorization: `Basic ${Buffer.from(`${opts.auth.user}:${opts.auth.password}`).toString('base64')}` } : {};
+  const base = `${opts.tls ? 'https' : 'http'}://${host}`;
+
+  const request = (method: string, url: string, body?: Buffer, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> =>
+    new Promise((resolve, reject) => {
+      const u = new URL(url, base);
+      const mod = u.protocol === 'https:' ? https : http;
+      const req = mod.request(u, { method, headers: { ...authHeader, ...headers, ...(body ? { 'Content-Length': String(body.length) } : {}) }, ...(ca ? { ca } : {}) }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
+    try {
+      const r = await request('GET', '/v2/');
+      if (r.status === 200 || r.status === 401) break;
+    } catch {
+      /* not up yet */
+    }
+    if (i > 200) throw new Error(`docker-registry did not start: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  const pushBlob = async (repo: string, b: Blob): Promise<void> => {
+    const head = await request('HEAD', `/v2/${repo}/blobs/${b.digest}`);
+    if (head.status === 200) return;
+    const start = await request('POST', `/v2/${repo}/blobs/uploads/`);
+    if (start.status !== 202) throw new Error(`upload start ${repo}: ${start.status} ${start.body}`);
+    const loc = new URL(String(start.headers.location), base);
+    loc.searchParams.set('digest', b.digest);
+    const put = await request('PUT', loc.toString(), b.data, { 'Content-Type': 'application/octet-stream' });
+    if (put.status !== 201) throw new Error(`upload ${b.digest}: ${put.status} ${put.body}`);
+  };
+  const pushManifest = async (repo: string, ref: string, m: Blob): Promise<void> => {
+    const r = await request('PUT', `/v2/${repo}/manifests/${ref}`, m.data, { 'Content-Type': m.mediaType });
+    if (r.status !== 201) throw new Error(`manifest ${repo}:${ref}: ${r.status} ${r.body}`);
+  };
+  const pushImage = async (repo: string, ref: string, img: BuiltImage): Promise<void> => {
+    await Promise.all([img.config, ...img.layers].map((b) => pushBlob(repo, b)));
+    await pushManifest(repo, ref, img.manifest);
+  };
+
+  return {
+    host, dir, tls: !!opts.tls, ...(caFile ? { caFile } : {}), ...(opts.auth ? { user: opts.auth.user, password: opts.auth.password } : {}),
+    push: pushImage,
+    async pushIndex(repo, tag, index, images) {
+      for (const img of images) await pushImage(repo, img.manifest.digest, img);
+      await pushManifest(repo, tag, index);
+    },
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

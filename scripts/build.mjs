@@ -18,4 +18,6 @@ const common = {
 await Promise.all([
   build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/tsrun.cjs' }),
   build({ ...common, entryPoints: ['src/runtime/setup-worker.ts'], outfile: 'dist/setup-worker.cjs' }),
+  // The OCI runtime face gets its own small bundle: no image or engine code on its path.
+  build({ ...common, entryPoints: ['src/cli/runtime-main.ts'], outfile: 'dist/tsrun-runtime.cjs' }),
 ]);

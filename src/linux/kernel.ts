@@ -78,6 +78,10 @@ export interface Kernel {
   /** a write to a kernel file (cgroupfs, procfs); traced as a cgroup/proc write */
   writeFile(path: string, data: string, why?: string): void;
   gettid(): number;
+  /** _exit(2): end the process now, without Node's exit path (which would wait for a worker blocked in posix_spawn) */
+  exitNow(code: number): never;
+  /** connect to a unix socket and send one fd with SCM_RIGHTS (runc's --console-socket) */
+  sendFd(socketPath: string, fd: number, why?: string): void;
   umask(mask: number): number;
   /** the new mount API: a filesystem context, configured, then made into a detached mount */
   fsopen(fstype: string, why?: string): number;
@@ -134,6 +138,8 @@ export const SYSCALL_DOCS: Record<string, string> = {
   posix_spawn: 'start the container process: a C-only child (no JavaScript after fork) that inherits this thread\'s namespaces, root and credentials, then execve()s the command',
   write: 'write a kernel setting file',
   gettid: 'read the thread id',
+  _exit: 'leave at once; the container process stays behind, blocked at its start gate',
+  sendmsg: 'send the pty master to whoever listens on the console socket (SCM_RIGHTS), as conmon and containerd expect',
   umask: 'set the file mode creation mask the container starts with',
   fsopen: 'start a filesystem context (new mount API), so options can be set before the mount exists',
   fsconfig: 'set an option on a filesystem context; pidns= ties a procfs to the container\'s PID namespace',
@@ -154,7 +160,7 @@ export const KERNEL_METHOD_SYSCALL: Record<keyof Kernel, string> = {
   capget: 'capget', capset: 'capset', setresuid: 'setresuid', setresgid: 'setresgid',
   setgroups: 'setgroups', prlimit: 'prlimit', seccompSetFilter: 'seccomp', fcntl: 'fcntl',
   closeRange: 'close_range', ioctl: 'ioctl', kill: 'kill', wait: 'waitid', spawn: 'posix_spawn',
-  writeFile: 'write', gettid: 'gettid', umask: 'umask', fsopen: 'fsopen', fsconfigString: 'fsconfig',
+  writeFile: 'write', gettid: 'gettid', exitNow: '_exit', sendFd: 'sendmsg', umask: 'umask', fsopen: 'fsopen', fsconfigString: 'fsconfig',
   fsconfigCreate: 'fsconfig', fsmount: 'fsmount', moveMount: 'move_mount', openTree: 'open_tree',
   statFd: 'fstat', setxattr: 'setxattr', lsetxattr: 'lsetxattr',
 };

@@ -422,6 +422,44 @@ export class LinuxKernel implements Kernel {
     return libc().fn('int gettid()')();
   }
 
+  exitNow(code: number): never {
+    libc().fn('void _exit(int)')(code);
+    throw new Error('unreachable');
+  }
+
+  sendFd(socketPath: string, fd: number, why?: string): void {
+    const L = libc();
+    const sock = this.call('socket', () => 'AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0', why, () => L.fn('int socket(int, int, int)')(1, 1 | 0o2000000, 0));
+    try {
+      // struct sockaddr_un { sa_family_t sun_family; char sun_path[108]; }
+      const addr = Buffer.alloc(110);
+      addr.writeUInt16LE(1, 0);
+      if (Buffer.byteLength(socketPath) > 107) throw new KernelError('connect', 36, quote(socketPath));
+      addr.write(socketPath, 2);
+      this.call('connect', () => quote(socketPath), why, () => L.fn('int connect(int, const void*, uint32_t)')(sock, addr, 110), true);
+      // One byte of payload (the name of the terminal, as runc sends), and a control
+      // message carrying the fd: cmsghdr { size_t len; int level; int type; int fd; }
+      const payload = Buffer.from('/dev/ptmx');
+      const iov = Buffer.alloc(16);
+      iov.writeBigUInt64LE(L.address(payload), 0);
+      iov.writeBigUInt64LE(BigInt(payload.length), 8);
+      const cmsg = Buffer.alloc(24);
+      cmsg.writeBigUInt64LE(20n, 0); // CMSG_LEN(sizeof(int))
+      cmsg.writeInt32LE(1, 8); // SOL_SOCKET
+      cmsg.writeInt32LE(1, 12); // SCM_RIGHTS
+      cmsg.writeInt32LE(fd, 16);
+      // struct msghdr { name; namelen; iov; iovlen; control; controllen; flags }
+      const msg = Buffer.alloc(56);
+      msg.writeBigUInt64LE(L.address(iov), 16);
+      msg.writeBigUInt64LE(1n, 24);
+      msg.writeBigUInt64LE(L.address(cmsg), 32);
+      msg.writeBigUInt64LE(24n, 40);
+      this.call('sendmsg', () => `${quote(socketPath)}, SCM_RIGHTS [${fd}]`, why, () => L.fn('long sendmsg(int, const void*, int)')(sock, msg, 0), true);
+    } finally {
+      this.close(sock);
+    }
+  }
+
   umask(mask: number): number {
     const f = libc().fn('uint32_t umask(uint32_t)');
     const old = f(mask);

@@ -1,0 +1,32 @@
+// OCI hooks (config.md "POSIX-platform Hooks"): each runs with the container's state
+// JSON on stdin, in the runtime's namespaces, within its timeout. A failing
+// prestart/createRuntime/createContainer/startContainer hook fails the operation; a
+// failing poststart/poststop hook is only reported.
+import { spawnSync } from 'node:child_process';
+import { TsrunError } from '../errors.js';
+import type { HookSpec, Spec } from '../spec/types.js';
+import { tracer } from '../trace/tracer.js';
+
+export type HookName = 'prestart' | 'createRuntime' | 'createContainer' | 'startContainer' | 'poststart' | 'poststop';
+
+export function runHooks(spec: Spec, name: HookName, state: object): void {
+  const hooks: HookSpec[] = spec.hooks?.[name] ?? [];
+  const input = JSON.stringify(state);
+  for (const h of hooks) {
+    const t0 = tracer.on ? tracer.now() : undefined;
+    const r = spawnSync(h.path, (h.args ?? [h.path]).slice(1), {
+      argv0: h.args?.[0] ?? h.path,
+      input,
+      env: Object.fromEntries((h.env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])),
+      timeout: h.timeout ? h.timeout * 1000 : undefined,
+      stdio: ['pipe', 'inherit', 'inherit'],
+    });
+    const failed = r.error ? r.error.message : r.status !== 0 ? (r.signal ? `killed by ${r.signal}${h.timeout ? ` (timeout ${h.timeout}s)` : ''}` : `exit status ${r.status}`) : null;
+    tracer.step('step', `hook ${name}`, h.path, `run the ${name} hook with the container state on stdin`, t0, failed ?? 'ok');
+    if (failed) {
+      const err = new TsrunError('CONTAINER_SETUP', `${name} hook ${h.path} failed: ${failed}`);
+      if (name === 'poststart' || name === 'poststop') process.stderr.write(`tsrun: warning: ${err.message}\n`);
+      else throw err;
+    }
+  }
+}

@@ -1,0 +1,250 @@
+// The container lifecycle of the OCI runtime spec (runtime.md): create, start, state,
+// kill, delete. `create` leaves the container process blocked at its start gate, just
+// before execve, and returns; `start`, from another process, opens the gate. Status is
+// derived from the kernel each time it is asked, never trusted from a file alone:
+//   created  = the process is alive and the gate (exec.fifo) is still there
+//   running  = the process is alive and the gate is gone
+//   stopped  = the process is gone (or a zombie)
+import { existsSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Kernel, SpawnStdio } from '../linux/kernel.js';
+import { TsrunError, wrap } from '../errors.js';
+import { lastCap } from '../security/capabilities.js';
+import type { Spec } from '../spec/types.js';
+import { tracer } from '../trace/tracer.js';
+import { runHooks } from './hooks.js';
+import { killQuietly, launch, openGate } from './launcher.js';
+import { GATE_NAME } from './protocol.js';
+import { procStartTime } from './proc-scan.js';
+import { requireRoot } from './run.js';
+import { type Paths, containersDir, createStateDir, stateDir, writeJson } from './state.js';
+
+export type OciStatus = 'creating' | 'created' | 'running' | 'stopped';
+
+export interface ContainerRecord {
+  ociVersion: string;
+  id: string;
+  pid: number;
+  pidStart: number;
+  bundle: string;
+  rootfs: string;
+  created: string;
+  annotations: Record<string, string>;
+  spec: Spec;
+}
+
+export interface OciState {
+  ociVersion: string;
+  id: string;
+  status: OciStatus;
+  pid: number;
+  bundle: string;
+  annotations?: Record<string, string>;
+  created?: string;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_+.-]*$/;
+
+export function checkId(id: string): void {
+  if (!ID_RE.test(id) || id.length > 1024) {
+    throw new TsrunError('USAGE', `invalid container id "${id}"`, { hint: 'use letters, digits and _ + - . (not starting with a symbol)' });
+  }
+}
+
+function recordPath(p: Paths, id: string): string {
+  return join(stateDir(p, id), 'state.json');
+}
+
+export function loadRecord(p: Paths, id: string): ContainerRecord {
+  checkId(id);
+  let text: string;
+  try {
+    text = readFileSync(recordPath(p, id), 'utf8');
+  } catch {
+    throw new TsrunError('NO_SUCH_CONTAINER', `container "${id}" does not exist`);
+  }
+  try {
+    const r = JSON.parse(text) as ContainerRecord;
+    if (r.id !== id || typeof r.pid !== 'number') throw new Error('fields missing');
+    return r;
+  } catch (e) {
+    throw new TsrunError('STATE', `the state of container "${id}" is corrupt (${(e as Error).message})`, { hint: `remove it with: delete --force ${id}` });
+  }
+}
+
+/** A zombie has exited: only its parent's wait is missing. */
+function alive(pid: number, start: number): boolean {
+  if (procStartTime(pid) !== start) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+export function statusOf(p: Paths, r: ContainerRecord): OciStatus {
+  if (!alive(r.pid, r.pidStart)) return 'stopped';
+  return existsSync(join(stateDir(p, r.id), GATE_NAME)) ? 'created' : 'running';
+}
+
+export function ociState(p: Paths, r: ContainerRecord, status = statusOf(p, r)): OciState {
+  return {
+    ociVersion: r.ociVersion,
+    id: r.id,
+    status,
+    pid: status === 'stopped' ? 0 : r.pid,
+    bundle: r.bundle,
+    annotations: r.annotations,
+    created: r.created,
+  };
+}
+
+export interface CreateRequest {
+  id: string;
+  spec: Spec;
+  bundle: string;
+  rootfs: string;
+  paths: Paths;
+  consoleSocket?: string;
+  pidFile?: string;
+  preserveFds?: number;
+}
+
+/** Sets the container up and leaves its process at the gate. Returns its pid. */
+export async function createContainer(k: Kernel, req: CreateRequest): Promise<number> {
+  requireRoot();
+  checkId(req.id);
+  const spec = req.spec;
+  if (existsSync(stateDir(req.paths, req.id))) throw new TsrunError('STATE', `container "${req.id}" already exists`);
+  const terminal = spec.process?.terminal === true;
+  if (terminal && !req.consoleSocket) {
+    throw new TsrunError('USAGE', 'process.terminal is true but no --console-socket was given', { hint: 'a detached container with a terminal needs a console socket to hand the pty master to' });
+  }
+  const dir = createStateDir(req.paths, req.id);
+  let pid: number | undefined;
+  try {
+    k.mkfifo(join(dir, GATE_NAME), 0o644);
+    const stdio: SpawnStdio[] = [0, 1, 2].map((fd) => ({ fd, from: { parentFd: fd } }));
+    const launched = await launch(
+      k,
+      {
+        mode: 'create', spec, rootfs: req.rootfs, bundle: req.bundle, stateDir: dir,
+        tty: terminal ? { rows: spec.process?.consoleSize?.height ?? 24, cols: spec.process?.consoleSize?.width ?? 80 } : null,
+        stdio, preserveFds: req.preserveFds ?? 0, trace: tracer.mode, color: false,
+        lastCap: lastCap(() => readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')),
+      },
+      new Set(),
+    );
+    pid = launched.pid;
+    if (launched.ptyMaster !== null) {
+      k.sendFd(req.consoleSocket!, launched.ptyMaster);
+      k.close(launched.ptyMaster);
+    }
+    const record: ContainerRecord = {
+      ociVersion: spec.ociVersion, id: req.id, pid, pidStart: procStartTime(pid) ?? 0, bundle: req.bundle, rootfs: req.rootfs,
+      created: new Date().toISOString(), annotations: spec.annotations ?? {}, spec,
+    };
+    writeJson(recordPath(req.paths, req.id), record);
+    const state = { ...ociState(req.paths, record, 'creating') };
+    runHooks(spec, 'prestart', state);
+    runHooks(spec, 'createRuntime', state);
+    runHooks(spec, 'createContainer', state);
+    if (req.pidFile) {
+      const tmp = `${req.pidFile}.tmp-${process.pid}`;
+      writeFileSync(tmp, String(pid));
+      renameSync(tmp, req.pidFile);
+    }
+    return pid;
+  } catch (e) {
+    if (pid !== undefined) killQuietly(k, pid);
+    rmSync(dir, { recursive: true, force: true });
+    throw wrap('creating container', e);
+  }
+}
+
+export function startContainer(k: Kernel, p: Paths, id: string): void {
+  const r = loadRecord(p, id);
+  const status = statusOf(p, r);
+  if (status !== 'created') throw new TsrunError('STATE', `cannot start a container that is ${status}`);
+  runHooks(r.spec, 'startContainer', ociState(p, r));
+  openGate(k, stateDir(p, id), r.pid);
+  // The gate's absence is what marks the container as started.
+  unlinkSync(join(stateDir(p, id), GATE_NAME));
+  runHooks(r.spec, 'poststart', ociState(p, r, 'running'));
+}
+
+/** All processes in the container's PID namespace (for kill --all). */
+function processesInPidns(pid: number): number[] {
+  let ns: string;
+  try {
+    ns = readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (readlinkSync(`/proc/${e}/ns/pid`) === ns) out.push(Number(e));
+    } catch {
+      /* gone or not ours */
+    }
+  }
+  return out;
+}
+
+export function killContainer(k: Kernel, p: Paths, id: string, signal: number, all: boolean): void {
+  const r = loadRecord(p, id);
+  const status = statusOf(p, r);
+  if (status === 'stopped') throw new TsrunError('STATE', `container "${id}" is not running (it is stopped)`);
+  const targets = all ? processesInPidns(r.pid) : [r.pid];
+  for (const pid of targets.length ? targets : [r.pid]) {
+    try {
+      k.kill(pid, signal, `deliver signal ${signal} to container ${id}`);
+    } catch (e) {
+      if (pid === r.pid) throw wrap(`killing container ${id}`, e);
+    }
+  }
+}
+
+export async function deleteContainer(k: Kernel, p: Paths, id: string, force: boolean): Promise<void> {
+  let r: ContainerRecord;
+  try {
+    r = loadRecord(p, id);
+  } catch (e) {
+    // A corrupt record cannot be trusted; with --force, remove what is there.
+    if (force && e instanceof TsrunError && e.code === 'STATE') {
+      rmSync(stateDir(p, id), { recursive: true, force: true });
+      return;
+    }
+    throw e;
+  }
+  const status = statusOf(p, r);
+  if (status === 'running' && !force) throw new TsrunError('STATE', `cannot delete container "${id}" that is running`, { hint: `stop it first, or: delete --force ${id}` });
+  if (status !== 'stopped') {
+    killQuietly(k, r.pid);
+    const deadline = Date.now() + 10_000;
+    while (alive(r.pid, r.pidStart) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+  }
+  runHooks(r.spec, 'poststop', ociState(p, r, 'stopped'));
+  rmSync(stateDir(p, id), { recursive: true, force: true });
+}
+
+export function listContainers(p: Paths): ContainerRecord[] {
+  let ids: string[] = [];
+  try {
+    ids = readdirSync(containersDir(p));
+  } catch {
+    return [];
+  }
+  const out: ContainerRecord[] = [];
+  for (const id of ids) {
+    try {
+      out.push(loadRecord(p, id));
+    } catch {
+      /* a directory of a foreground run, or a corrupt one: not listed */
+    }
+  }
+  return out;
+}

@@ -41,7 +41,8 @@ function execaOptions(o: TsrunOptions, stdin: 'pipe' | 'ignore' = o.input !== un
   for (let i = 0; i < (o.extraFds ?? 0); i++) stdio.push('pipe');
   return {
     reject: false,
-    stdio,
+    // execa types a stdio array as a fixed tuple; the length here is only known at run time.
+    stdio: stdio as unknown as Options['stdio'],
     ...(o.input !== undefined ? { input: o.input } : {}),
     env: { TSRUN_ROOT: o.root, ...(o.tmpdir ? { TMPDIR: o.tmpdir } : {}), ...o.env },
     extendEnv: true,

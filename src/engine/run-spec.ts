@@ -6,8 +6,9 @@ import { TsrunError } from '../errors.js';
 import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, normalizeCap } from '../security/capabilities.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV, DEFAULT_READONLY_PATHS, defaultMounts } from '../spec/defaults.js';
 import type { MountSpec, Spec } from '../spec/types.js';
+import { resourcesFromFlags, type ResourceFlags } from '../cgroups/flags.js';
 
-export interface RunFlags {
+export interface RunFlags extends ResourceFlags {
   env: string[];
   envFile: string[];
   workdir?: string;
@@ -167,8 +168,15 @@ export function specFromFlags(flags: RunFlags, command: string[], opts: { id: st
     mounts,
     linux: {
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }],
+      ...resourcesSpec(flags),
       maskedPaths: flags.privileged ? [] : [...DEFAULT_MASKED_PATHS],
       readonlyPaths: flags.privileged ? [] : [...DEFAULT_READONLY_PATHS],
     },
   };
+}
+
+/** docker's --memory, --cpus, --pids-limit, ... as linux.resources (src/cgroups/flags.ts). */
+function resourcesSpec(flags: ResourceFlags): { resources?: Record<string, unknown> } {
+  const resources = resourcesFromFlags(flags);
+  return resources ? { resources: resources as Record<string, unknown> } : {};
 }

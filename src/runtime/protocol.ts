@@ -24,6 +24,8 @@ export interface SetupPlan {
   trace: TraceMode;
   color: boolean;
   lastCap: number;
+  /** cgroup v1 `tasks` files: the setup thread moves itself in before it unshares its cgroup namespace (issue 4) */
+  cgroupThreadFiles?: string[];
 }
 
 export type WorkerMessage =

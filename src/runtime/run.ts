@@ -15,6 +15,7 @@ import { killQuietly, launch, openGate } from './launcher.js';
 import { GATE_NAME } from './protocol.js';
 import { procStartTime } from './proc-scan.js';
 import { type Paths, collectGarbage, createStateDir, ownerNow, writeJson } from './state.js';
+import { ContainerCgroup, runOutcome } from '../cgroups/container.js';
 
 export interface RunRequest {
   id: string;
@@ -60,12 +61,16 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
   const spec = req.spec;
   const wantTty = spec.process?.terminal === true;
   const dir = createStateDir(req.paths, req.id);
-  const state = { id: req.id, owner: ownerNow(), status: 'creating' as const, bundle: req.bundle, rootfs: req.rootfs, created: new Date().toISOString() };
+  // cgroups (issue 4): the path goes into the first state write, before the cgroup
+  // exists, so collectGarbage can remove it after a kill -9 at any later point.
+  const cgroup = new ContainerCgroup(k, req.id, spec);
+  const state = { id: req.id, owner: ownerNow(), status: 'creating' as const, bundle: req.bundle, rootfs: req.rootfs, created: new Date().toISOString(), cgroupsPath: cgroup.path };
   let pid: number | undefined;
   let restoreTty: (() => void) | undefined;
   try {
     writeJson(join(dir, 'state.json'), state);
     mkfifoSync(k, join(dir, GATE_NAME));
+    cgroup.create(); // cgroups (issue 4)
     const stdio: SpawnStdio[] = [
       req.interactive ? { fd: 0, from: { parentFd: 0 } } : { fd: 0, from: { path: '/dev/null', flags: 0 } },
       { fd: 1, from: { parentFd: 1 } },
@@ -79,10 +84,12 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
         tty: wantTty ? size : null, stdio, preserveFds: req.preserveFds ?? 0,
         trace: tracer.mode, color: process.stderr.isTTY === true,
         lastCap: lastCap(() => readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')),
+        cgroupThreadFiles: cgroup.threadFiles(),
       },
       new Set(),
     );
     pid = launched.pid;
+    cgroup.attach(pid); // cgroups (issue 4): limits, then the gated child, before execve
     writeJson(join(dir, 'state.json'), { ...state, status: 'created', pid, pidStart: procStartTime(pid) });
     const exit = waitExit(k, pid);
     for (const s of FORWARDED) process.on(s, () => forward(k, pid!, s));
@@ -99,9 +106,20 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
     writeJson(join(dir, 'state.json'), { ...state, status: 'running', pid, pidStart: procStartTime(pid) });
     const code = await exit;
     if (restoreTty) await drainTty();
+    // cgroups (issue 4): an OOM kill is told by the cgroup, not by the exit status.
+    const oomKilled = cgroup.finish();
+    if (oomKilled) {
+      runOutcome.oomKilled = true;
+      writeJson(join(dir, 'state.json'), { ...state, status: 'stopped', pid, exitCode: code, OOMKilled: true });
+    }
     return code;
   } catch (e) {
     if (pid !== undefined) killQuietly(k, pid);
+    try {
+      cgroup.remove(); // cgroups (issue 4): no half-made container
+    } catch {
+      /* collectGarbage retries from the state's cgroupsPath */
+    }
     throw wrap('starting container', e);
   } finally {
     restoreTty?.();

@@ -36,6 +36,11 @@ function run(plan: SetupPlan): void {
   let deferred: SetupPlan['spec']['mounts'] = [];
   if (plan.mode === 'create') {
     const nsPlan = planNamespaces(spec);
+    // cgroups (issue 4): a v1 `tasks` write moves this one thread. Inside the container's
+    // cgroup when it unshares CLONE_NEWCGROUP, the namespace's root is that cgroup.
+    if (nsPlan.fresh.includes('cgroup')) {
+      for (const f of plan.cgroupThreadFiles ?? []) k.writeFile(f, String(k.gettid()), 'move the setup thread into the container\'s v1 cgroup, so the cgroup namespace unshared next has it as its root');
+    }
     enterNamespaces(k, nsPlan);
     // Namespaced sysctls are written through the host's /proc before pivot_root: the
     // kernel picks the namespace of the *writer*, which is now this thread.

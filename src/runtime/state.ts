@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isAlive, procStartTime, processesWithCwd } from './proc-scan.js';
 import type { Kernel } from '../linux/kernel.js';
+import { removeStaleCgroup } from '../cgroups/manager.js';
 
 export interface Paths {
   root: string;
@@ -32,6 +33,10 @@ export interface RuntimeState {
   rootfs: string;
   created: string;
   exitCode?: number;
+  /** the container's cgroup, relative to each hierarchy's root (issue 4) */
+  cgroupsPath?: string;
+  /** the OOM killer struck in the container's cgroup */
+  OOMKilled?: boolean;
 }
 
 export function newId(): string {
@@ -106,6 +111,13 @@ export function collectGarbage(k: Kernel, p: Paths): string[] {
         k.kill(pid, 9, `tsrun that owned container ${id.slice(0, 12)} is gone: kill its orphan`);
       } catch {
         /* gone */
+      }
+    }
+    if (s?.cgroupsPath) {
+      try {
+        removeStaleCgroup(k, s.cgroupsPath);
+      } catch {
+        continue; // keep the state, so a later run retries the cgroup
       }
     }
     rmSync(dir, { recursive: true, force: true });

@@ -170,7 +170,9 @@ describe('setupRootfs', () => {
     expectDev('/dev/loop9', S_IFBLK, 0o666, 7, 9);
     expect(nodes.size).toBe(8);
     // the exact modes rely on umask 0, set before anything is created
-    expect(k.indexOf('umask', (a) => a[0] === 0)).toBeLessThan(k.indexOf('mknodat'));
+    const umask0 = k.indexOf('umask', (a) => a[0] === 0);
+    expect(umask0).toBeGreaterThanOrEqual(0);
+    expect(umask0).toBeLessThan(k.indexOf('mknodat'));
     // devices land on the tmpfs: it is mounted before the first mknodat
     const devTmpfs = mounts(k).find((m) => m.dst === '/dev' && m.type === 'tmpfs')!;
     expect(devTmpfs.i).toBeLessThan(k.indexOf('mknodat'));

@@ -46,7 +46,7 @@ describe('environment', () => {
 
   it('--env-file skips comments and blank lines, and -e comes after it', () => {
     const file = join(dir, 'env');
-    writeFileSync(file, '# a comment\n\nFILE=1\n  SPACED=2  \nPASS\n   # indented comment\nA=file\n');
+    writeFileSync(file, '# a comment\n# COMMENTED=out\n\nFILE=1\n  SPACED=2  \nPASS\n   # indented comment\nA=file\n');
     const env = parseEnv({ env: ['A=flag'], envFile: [file] }, { PASS: 'through' });
     expect(env).toEqual(['FILE=1', 'SPACED=2', 'PASS=through', 'A=file', 'A=flag']);
   });

@@ -9,7 +9,7 @@ import { TsrunError } from '../errors.js';
 import { LinuxKernel } from '../linux/libc.js';
 import { prewarmSetupWorker } from '../runtime/launcher.js';
 import {
-  createContainer, deleteContainer, killContainer, listContainers, loadRecord, ociState, startContainer, statusOf,
+  createContainer, deleteContainer, execInContainer, killContainer, listContainers, loadRecord, ociState, startContainer, statusOf,
 } from '../runtime/lifecycle.js';
 import { runForeground } from '../runtime/run.js';
 import type { Paths } from '../runtime/state.js';
@@ -74,6 +74,7 @@ function build(): Command {
   const program = new Command('tsrun-runtime')
     .description('an OCI runtime with runc\'s command line, over the tsrun core')
     .version('0.1.0')
+    .enablePositionalOptions()
     .option('--root <dir>', 'state directory', '/run/tsrun-runtime')
     .option('--log <file>', 'append errors to this file')
     .option('--log-format <format>', 'text or json', 'text')
@@ -230,7 +231,51 @@ function build(): Command {
       }
     });
 
-  for (const verb of ['exec', 'pause', 'resume', 'update', 'events']) {
+  program
+    .command('exec')
+    .description('run another process in a running container')
+    .passThroughOptions()
+    .option('-p, --process <file>', 'the process as runtime-spec process JSON')
+    .option('-d, --detach', 'do not wait for it')
+    .option('--pid-file <file>', 'write its process id here')
+    .option('-t, --tty', 'give it a terminal')
+    .option('--console-socket <path>', 'unix socket that receives the pty master')
+    .option('--cwd <dir>', 'working directory')
+    .option('-e, --env <KEY=VALUE>', 'an environment variable', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('-u, --user <uid[:gid]>', 'user to run as')
+    .option('--cap <cap>', 'an extra capability', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--no-new-privs', 'set no_new_privs')
+    .option('--preserve-fds <n>', 'accepted for compatibility', collectInt, 0)
+    .argument('<id>')
+    .argument('[command...]')
+    .action(async (id: string, command: string[], o: { process?: string; detach?: boolean; pidFile?: string; tty?: boolean; consoleSocket?: string; cwd?: string; env: string[]; user?: string; cap: string[]; newPrivs?: boolean }) => {
+      const r = loadRecord(paths(), id);
+      let proc: NonNullable<typeof r.spec.process>;
+      if (o.process) {
+        const raw = JSON.parse(readFileSync(o.process, 'utf8')) as unknown;
+        proc = validateSpec({ ociVersion: r.spec.ociVersion, process: raw }).process!;
+      } else {
+        if (command.length === 0) throw new TsrunError('USAGE', 'exec needs a command, or --process FILE');
+        const base = r.spec.process!;
+        const [uid, gid] = (o.user ?? '').split(':');
+        const caps = o.cap.map((c) => (c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`));
+        const withCaps = (l?: string[]): string[] => [...new Set([...(l ?? []), ...caps])];
+        proc = {
+          ...base,
+          args: command,
+          terminal: !!o.tty,
+          cwd: o.cwd ?? base.cwd,
+          env: [...(base.env ?? []), ...o.env],
+          user: o.user ? { uid: Number(uid), gid: gid !== undefined ? Number(gid) : Number(uid) } : base.user,
+          noNewPrivileges: o.newPrivs === false ? true : base.noNewPrivileges,
+          capabilities: caps.length ? { ...base.capabilities, bounding: withCaps(base.capabilities?.bounding), effective: withCaps(base.capabilities?.effective), permitted: withCaps(base.capabilities?.permitted) } : base.capabilities,
+        };
+      }
+      const res = await execInContainer(k, paths(), id, { process: proc, detach: !!o.detach, pidFile: o.pidFile && resolve(o.pidFile), consoleSocket: o.consoleSocket, interactive: true });
+      if (res.exit) process.exitCode = await res.exit;
+    });
+
+  for (const verb of ['pause', 'resume', 'update', 'events']) {
     program
       .command(verb)
       .description(`not implemented yet`)

@@ -5,7 +5,7 @@
 //   created  = the process is alive and the gate (exec.fifo) is still there
 //   running  = the process is alive and the gate is gone
 //   stopped  = the process is gone (or a zombie)
-import { existsSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kernel, SpawnStdio } from '../linux/kernel.js';
 import { TsrunError, wrap } from '../errors.js';
@@ -16,7 +16,7 @@ import { runHooks } from './hooks.js';
 import { killQuietly, launch, openGate } from './launcher.js';
 import { GATE_NAME } from './protocol.js';
 import { procStartTime } from './proc-scan.js';
-import { requireRoot } from './run.js';
+import { attachTty, drainTty, requireRoot, waitExit } from './run.js';
 import { type Paths, containersDir, createStateDir, stateDir, writeJson } from './state.js';
 
 export type OciStatus = 'creating' | 'created' | 'running' | 'stopped';
@@ -247,4 +247,74 @@ export function listContainers(p: Paths): ContainerRecord[] {
     }
   }
   return out;
+}
+
+export interface ExecRequest {
+  process: NonNullable<Spec['process']>;
+  detach: boolean;
+  pidFile?: string;
+  consoleSocket?: string;
+  /** -i: pass stdin (always, for the runtime face: the caller decides what fd 0 is) */
+  interactive: boolean;
+}
+
+/**
+ * Runs another process in a running container: the setup thread joins the container's
+ * namespaces (setns, mount last) instead of creating them, and applies the exec
+ * process's own user, capabilities and no_new_privs. Returns the exit status, or the
+ * pid when detached.
+ */
+export async function execInContainer(k: Kernel, p: Paths, id: string, req: ExecRequest): Promise<{ pid: number; exit: Promise<number> | null }> {
+  requireRoot();
+  const r = loadRecord(p, id);
+  const status = statusOf(p, r);
+  if (status !== 'running') throw new TsrunError('STATE', `cannot exec in a container that is ${status}`);
+  const terminal = req.process.terminal === true;
+  // Each exec has its own gate, in its own directory under the container's state.
+  const dir = join(stateDir(p, id), `exec-${process.pid}-${Date.now()}`);
+  mkdirSync(dir, { mode: 0o711 });
+  let pid: number | undefined;
+  try {
+    k.mkfifo(join(dir, GATE_NAME), 0o644);
+    const launched = await launch(
+      k,
+      {
+        mode: 'exec', spec: { ...r.spec, process: req.process }, rootfs: r.rootfs, bundle: r.bundle, stateDir: dir, joinPid: r.pid,
+        tty: terminal ? { rows: process.stdout.rows ?? 24, cols: process.stdout.columns ?? 80 } : null,
+        stdio: [0, 1, 2].map((fd) => ({ fd, from: { parentFd: fd } })), preserveFds: 0, trace: tracer.mode, color: false,
+        lastCap: lastCap(() => readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')),
+      },
+      new Set(),
+    );
+    pid = launched.pid;
+    let restore: (() => void) | undefined;
+    if (launched.ptyMaster !== null) {
+      if (req.consoleSocket) {
+        k.sendFd(req.consoleSocket, launched.ptyMaster);
+        k.close(launched.ptyMaster);
+      } else restore = attachTty(k, launched.ptyMaster, req.interactive);
+    }
+    const exit = req.detach ? null : waitExit(k, pid);
+    openGate(k, dir, pid);
+    await launched.started;
+    if (req.pidFile) {
+      writeFileSync(`${req.pidFile}.tmp-${process.pid}`, String(pid));
+      renameSync(`${req.pidFile}.tmp-${process.pid}`, req.pidFile);
+    }
+    return {
+      pid,
+      exit: exit && exit.then(async (code) => {
+        if (restore) {
+          await drainTty();
+          restore();
+        }
+        return code;
+      }),
+    };
+  } catch (e) {
+    if (pid !== undefined) killQuietly(k, pid);
+    throw wrap(`exec in container ${id}`, e);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -136,12 +136,12 @@ function forward(k: Kernel, pid: number, sig: string): void {
 }
 
 let drain: Promise<void> = Promise.resolve();
-function drainTty(): Promise<void> {
+export function drainTty(): Promise<void> {
   return Promise.race([drain, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
 }
 
 /** Connects the caller's terminal to the container's pty: raw mode, output, input, window size. */
-function attachTty(k: Kernel, master: number, interactive: boolean): () => void {
+export function attachTty(k: Kernel, master: number, interactive: boolean): () => void {
   const out = new tty.ReadStream(master);
   drain = new Promise((resolve) => {
     out.on('error', () => resolve()); // EIO: every holder of the pty slave is gone

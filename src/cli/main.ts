@@ -10,6 +10,7 @@ import { prewarmSetupWorker } from '../runtime/launcher.js';
 import { registerSpec } from './spec.js';
 import { registerCgroupVerbs } from './cgroup-verbs.js';
 import { registerImage } from './image.js';
+import { registerArchive } from './archive.js';
 
 export interface GlobalOptions {
   root?: string;
@@ -56,6 +57,7 @@ export function buildProgram(): Command {
   registerSpec(program);
   registerCgroupVerbs(program); // after registerRun: it adds run's resource flags
   registerImage(program);
+  registerArchive(program);
   return program;
 }
 

@@ -93,14 +93,14 @@ function corrupt(what: string): TsrunError {
   return new TsrunError('IMAGE', `layer tar is corrupt: ${what}`, { hint: 'the layer is not a valid tar archive' });
 }
 
-function cstr(b: Buffer, off: number, len: number): string {
+export function cstr(b: Buffer, off: number, len: number): string {
   const f = b.subarray(off, off + len);
   const z = f.indexOf(0);
   return (z < 0 ? f : f.subarray(0, z)).toString('utf8');
 }
 
 /** A numeric field: octal text, or GNU base-256 when the high bit of the first byte is set (values >= 8 GiB, uids >= 2^21). */
-function num(b: Buffer, off: number, len: number): number {
+export function num(b: Buffer, off: number, len: number): number {
   const f = b.subarray(off, off + len);
   if (f[0]! & 0x80) {
     let v = BigInt(f[0]! & 0x7f);
@@ -114,7 +114,7 @@ function num(b: Buffer, off: number, len: number): number {
   return parseInt(s, 8);
 }
 
-function checksumOk(b: Buffer): boolean {
+export function checksumOk(b: Buffer): boolean {
   const want = num(b, 148, 8);
   let sum = 0;
   for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : b[i]!;
@@ -130,7 +130,7 @@ interface Pax {
 }
 
 /** PAX records are "LEN KEY=VALUE\n" with LEN in bytes, counting the whole record. */
-function parsePax(b: Buffer): Pax {
+export function parsePax(b: Buffer): Pax {
   const out: Pax = {};
   let off = 0;
   while (off < b.length) {

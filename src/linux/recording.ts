@@ -27,11 +27,11 @@ export interface RecordedCall {
  * teaching the recorder about it is a compile error here.
  */
 export const WHY_INDEX: Record<KernelMethod, number | null> = {
-  unshare: 1, setns: 2, mount: 5, umount2: 2, pivotRoot: 2, chdir: 1, chroot: 1, fchdir: 1, sethostname: 1,
+  unshare: 1, setns: 2, mount: 5, umount2: 2, pivotRoot: 2, chdir: 1, chroot: 1, socket: 3, fchdir: 1, sethostname: 1,
   setdomainname: 1, open: 3, openat2: 5, close: null, mkdirat: 3, mknodat: 5, symlinkat: 3, fchown: 3,
   fchmod: 2, mkfifo: 2, prctl: 3, capget: null, capset: 1, setresuid: 3, setresgid: 3, setgroups: 1,
   prlimit: 4, seccompSetFilter: 2, fcntl: null, closeRange: 3, ioctl: 3, kill: 2, wait: null, spawn: 1,
-  writeFile: 2, gettid: null, umask: null, fsopen: 1, fsconfigString: 3, fsconfigCreate: 1, fsmount: 2,
+  writeFile: 2, gettid: null, exitNow: null, sendFd: 2, umask: null, fsopen: 1, fsconfigString: 3, fsconfigCreate: 1, fsmount: 2,
   moveMount: 3, openTree: 2, statFd: null, setxattr: 4, lsetxattr: 4,
 };
 
@@ -44,6 +44,14 @@ interface Failure {
 }
 
 type FileKind = 'dir' | 'file' | 'other';
+
+/** What RecordingKernel.exitNow throws in place of ending the process. */
+export class ExitCalled extends Error {
+  constructor(readonly code: number) {
+    super(`_exit(${code})`);
+    this.name = 'ExitCalled';
+  }
+}
 
 /** Quoted strings, JSON for the rest: enough for the message of an injected failure. */
 function render(args: unknown[]): string {
@@ -174,6 +182,10 @@ export class RecordingKernel implements Kernel {
   pivotRoot(newRoot: string, putOld: string, why?: string): void { this.rec('pivotRoot', [newRoot, putOld, why]); }
   chdir(path: string, why?: string): void { this.rec('chdir', [path, why]); }
   chroot(path: string, why?: string): void { this.rec('chroot', [path, why]); }
+  socket(domain: number, type: number, protocol: number, why?: string): number {
+    this.rec('socket', [domain, type, protocol, why]);
+    return this.fd(`socket:${domain}`, false);
+  }
   fchdir(fd: number, why?: string): void { this.rec('fchdir', [fd, why]); }
   sethostname(name: string, why?: string): void { this.rec('sethostname', [name, why]); }
   setdomainname(name: string, why?: string): void { this.rec('setdomainname', [name, why]); }
@@ -256,6 +268,12 @@ export class RecordingKernel implements Kernel {
     this.rec('gettid', []);
     return 4000;
   }
+  /** Cannot end the test run: records, then throws an ExitCalled the test can catch. */
+  exitNow(code: number): never {
+    this.rec('exitNow', [code]);
+    throw new ExitCalled(code);
+  }
+  sendFd(socketPath: string, fd: number, why?: string): void { this.rec('sendFd', [socketPath, fd, why]); }
   umask(mask: number): number {
     this.rec('umask', [mask]);
     const old = this.mask;

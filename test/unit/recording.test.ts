@@ -2,7 +2,7 @@
 // Kernel method, record calls faithfully and fail the way the real kernel fails.
 import { describe, expect, it } from 'vitest';
 import { KERNEL_METHOD_SYSCALL, KernelError } from '../../src/linux/kernel.js';
-import { RecordingKernel, WHY_INDEX, type KernelMethod } from '../../src/linux/recording.js';
+import { ExitCalled, RecordingKernel, WHY_INDEX, type KernelMethod } from '../../src/linux/recording.js';
 import { LinuxKernel } from '../../src/linux/libc.js';
 import { EACCES, ENOENT, EEXIST } from '../../src/linux/errno.js';
 import { O, RESOLVE } from '../../src/linux/constants.js';
@@ -38,7 +38,12 @@ describe('RecordingKernel', () => {
     for (const m of methods) {
       const k = new RecordingKernel();
       const args = argsFor(m, `why-${m}`);
-      (k as unknown as Record<string, (...a: unknown[]) => unknown>)[m]!(...args);
+      try {
+        (k as unknown as Record<string, (...a: unknown[]) => unknown>)[m]!(...args);
+      } catch (e) {
+        // exitNow cannot return; everything else must not throw without failOn
+        expect(e, m).toBeInstanceOf(ExitCalled);
+      }
       expect(k.calls, m).toHaveLength(1);
       const c = k.calls[0]!;
       expect(c.method).toBe(m);

@@ -146,3 +146,72 @@ ${tlsCfg}${authCfg}`);
     },
   };
 }
+
+export type Fault = 'corrupt' | 'truncate' | 'error500';
+
+export interface FaultyProxy {
+  host: string;
+  /** how many requests each path got */
+  hits: Map<string, number>;
+  /** set a fault for requests whose path ends with `suffix`; `times` limits how often (default: always) */
+  fault(suffix: string, f: Fault, times?: number): void;
+  clear(): void;
+  stop(): Promise<void>;
+}
+
+/** A plain-HTTP proxy in front of a registry that can corrupt, cut off or fail chosen responses. */
+export async function startFaultyProxy(target: string): Promise<FaultyProxy> {
+  const rules: { suffix: string; f: Fault; left: number }[] = [];
+  const hits = new Map<string, number>();
+  const server = http.createServer((req, res) => {
+    const path = req.url ?? '/';
+    hits.set(path, (hits.get(path) ?? 0) + 1);
+    const rule = rules.find((r) => path.split('?')[0]!.endsWith(r.suffix) && r.left > 0);
+    if (rule) rule.left--;
+    if (rule?.f === 'error500') {
+      res.writeHead(503, { 'Content-Type': 'text/plain' }).end('try later');
+      return;
+    }
+    const up = http.request(`http://${target}${path}`, { method: req.method, headers: { ...req.headers, host: target } }, (ur) => {
+      if (!rule || (ur.statusCode ?? 0) >= 300) {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      ur.on('data', (c: Buffer) => chunks.push(c));
+      ur.on('end', () => {
+        const body = Buffer.concat(chunks);
+        res.writeHead(ur.statusCode ?? 200, { ...ur.headers, 'content-length': String(body.length) });
+        if (rule.f === 'corrupt') {
+          const bad = Buffer.from(body);
+          const i = Math.max(0, bad.length - 30);
+          bad[i] = bad[i]! ^ 0xff;
+          res.end(bad);
+        } else {
+          // send half, then drop the connection: the client sees fewer bytes than Content-Length
+          res.write(body.subarray(0, body.length >> 1), () => res.destroy());
+        }
+      });
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    host: `127.0.0.1:${port}`,
+    hits,
+    fault(suffix, f, times = Infinity) {
+      rules.push({ suffix, f, left: times });
+    },
+    clear() {
+      rules.length = 0;
+      hits.clear();
+    },
+    stop: () => new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }),
+  };
+}

@@ -352,8 +352,17 @@ export class LinuxKernel implements Kernel {
       const adddup2 = L.fn('int posix_spawn_file_actions_adddup2(void*, int, int)');
       const addclosefrom = L.fn('int posix_spawn_file_actions_addclosefrom_np(void*, int)');
       const addchdir = L.fn('int posix_spawn_file_actions_addchdir_np(void*, const char*)');
+      // Scratch fds in the child: the lowest numbers above the preserved ones that no
+      // stdio source uses. They must stay low: prlimit may already have lowered the
+      // child's RLIMIT_NOFILE (--ulimit nofile=64), and dup2 refuses a target above it.
+      const sources = new Set(req.stdio.flatMap((s) => ('parentFd' in s.from ? [s.from.parentFd] : [])));
+      let next = 3 + req.preserveFds;
+      const scratch = (): number => {
+        while (sources.has(next)) next++;
+        return next++;
+      };
       // 1. The gate: block in open() until tsrun opens the FIFO's other end.
-      if (req.gatePath) chk('addopen', addopen(fa, GATE_FD, req.gatePath, 0 /* O_RDONLY */ | 0o2000000, 0));
+      if (req.gatePath) chk('addopen', addopen(fa, scratch(), req.gatePath, 0 /* O_RDONLY */ | 0o2000000, 0));
       // 2. The controlling terminal: the child is a new session leader (POSIX_SPAWN_SETSID),
       //    so opening a tty without O_NOCTTY makes it the session's controlling terminal.
       if (req.ctty) chk('addopen', addopen(fa, 0, req.ctty, 2 /* O_RDWR */, 0));
@@ -363,7 +372,7 @@ export class LinuxKernel implements Kernel {
       const staged = new Map<number, number>();
       for (const s of req.stdio) {
         if ('parentFd' in s.from && s.from.parentFd < 3 && s.from.parentFd !== s.fd) {
-          const tmp = STAGE_FD + s.fd;
+          const tmp = scratch();
           chk('adddup2', adddup2(fa, s.from.parentFd, tmp));
           staged.set(s.fd, tmp);
         }
@@ -531,10 +540,6 @@ export class LinuxKernel implements Kernel {
     this.call('lsetxattr', () => `${quote(path)}, ${quote(name)}, ${value.length} bytes, ${flags}`, why, () => f(path, name, value, value.length, flags));
   }
 }
-
-/** The fd the child opens the gate onto; closed again by closefrom before execve. */
-const GATE_FD = 1000;
-const STAGE_FD = 1010;
 
 const PRCTL_NAMES: Record<number, string> = {
   1: 'PR_SET_PDEATHSIG', 4: 'PR_SET_DUMPABLE', 8: 'PR_SET_KEEPCAPS', 23: 'PR_CAPBSET_READ', 24: 'PR_CAPBSET_DROP',

@@ -115,7 +115,12 @@ export function num(b: Buffer, off: number, len: number): number {
 }
 
 export function checksumOk(b: Buffer): boolean {
-  const want = num(b, 148, 8);
+  let want: number;
+  try {
+    want = num(b, 148, 8);
+  } catch {
+    return false;
+  }
   let sum = 0;
   for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : b[i]!;
   return sum === want;

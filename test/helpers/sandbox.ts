@@ -124,8 +124,17 @@ export function parseStatus(text: string): Record<string, string> {
   return out;
 }
 
+/** What expectExit needs: a TsrunResult, or an execa result from a spawned tsrun. */
+export interface ExitLike {
+  exitCode?: number | undefined;
+  stdout?: unknown;
+  stderr?: unknown;
+  timedOut?: boolean;
+  command?: string;
+}
+
 /** Fails with tsrun's stderr in the message, which is what one needs to see when it breaks. */
-export function expectExit(r: TsrunResult, code: number): void {
-  expect(r.timedOut, `timed out: ${r.command}`).toBe(false);
-  expect(r.exitCode, `exit status of ${r.command}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(code);
+export function expectExit(r: ExitLike, code: number): void {
+  expect(r.timedOut ?? false, `timed out: ${r.command}`).toBe(false);
+  expect(r.exitCode, `exit status of ${r.command}\nstdout: ${String(r.stdout)}\nstderr: ${String(r.stderr)}`).toBe(code);
 }

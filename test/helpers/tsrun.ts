@@ -11,8 +11,8 @@ export interface TsrunOptions {
   root: string;
   /** TMPDIR for tsrun: anything tsrun puts in a temp dir lands where the leak checker looks */
   tmpdir?: string;
-  /** written to tsrun's stdin, which is then closed; without it stdin is /dev/null */
-  input?: string;
+  /** written to tsrun's stdin, which is then closed; without it stdin is /dev/null. A string is sent as UTF-8. */
+  input?: string | Uint8Array;
   /** extra environment for tsrun (on top of this process's) */
   env?: Record<string, string | undefined>;
   /** kill tsrun after this long (SIGTERM, then SIGKILL 2 s later); default 30 s */

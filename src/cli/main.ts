@@ -8,6 +8,7 @@ import { normalizeArgv } from './argv.js';
 import { registerRun } from './run.js';
 import { prewarmSetupWorker } from '../runtime/launcher.js';
 import { registerSpec } from './spec.js';
+import { registerExplain } from './explain.js';
 import { registerCgroupVerbs } from './cgroup-verbs.js';
 import { registerImage } from './image.js';
 import { registerArchive } from './archive.js';
@@ -55,6 +56,7 @@ export function buildProgram(): Command {
   });
   registerRun(program);
   registerSpec(program);
+  registerExplain(program);
   registerCgroupVerbs(program); // after registerRun: it adds run's resource flags
   registerImage(program);
   registerArchive(program);

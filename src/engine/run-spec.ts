@@ -7,6 +7,7 @@ import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, normalizeCap } from '../securit
 import { DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV, DEFAULT_READONLY_PATHS, defaultMounts } from '../spec/defaults.js';
 import type { MountSpec, Spec } from '../spec/types.js';
 import { resourcesFromFlags, type ResourceFlags } from '../cgroups/flags.js';
+import { seccompForContainer } from '../security/seccomp/profile.js';
 
 export interface RunFlags extends ResourceFlags {
   env: string[];
@@ -23,6 +24,8 @@ export interface RunFlags extends ResourceFlags {
   capDrop: string[];
   ulimit: string[];
   privileged: boolean;
+  /** docker's --security-opt: seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false] */
+  securityOpt?: string[];
 }
 
 /** What an image contributes (issue 3 fills this from the image config). */
@@ -75,7 +78,8 @@ export function parseUser(user: string | undefined): { uid: number; gid: number 
   const m = /^(\d+)(?::(\d+))?$/.exec(user);
   if (!m) throw usage(`-u ${user}: use a numeric uid[:gid] (names need an image's /etc/passwd)`);
   const uid = Number(m[1]);
-  return { uid, gid: m[2] !== undefined ? Number(m[2]) : uid === 0 ? 0 : uid };
+  // docker: a numeric user with no group, and no passwd entry to name one, gets gid 0.
+  return { uid, gid: m[2] !== undefined ? Number(m[2]) : 0 };
 }
 
 export function parseVolume(v: string): MountSpec {
@@ -126,11 +130,38 @@ export function capabilitySet(add: string[], drop: string[], privileged: boolean
     });
   const a = norm(add);
   const d = norm(drop);
-  let set = new Set(d.includes('ALL') ? [] : DEFAULT_CAPABILITIES);
-  for (const c of d) set.delete(c);
-  if (a.includes('ALL')) set = new Set(ALL_CAPABILITIES);
-  for (const c of a) if (c !== 'ALL') set.add(c);
+  // moby's rules: --cap-drop ALL keeps only what is added; --cap-add ALL keeps all but
+  // what is dropped; otherwise the defaults, minus drops, plus adds.
+  let set: Set<string>;
+  if (d.includes('ALL')) set = new Set(a.filter((c) => c !== 'ALL'));
+  else if (a.includes('ALL')) set = new Set(ALL_CAPABILITIES.filter((c) => !d.includes(c)));
+  else {
+    set = new Set(DEFAULT_CAPABILITIES.filter((c) => !d.includes(c)));
+    for (const c of a) set.add(c);
+  }
   return [...set];
+}
+
+export interface SecurityOpts {
+  /** 'default', 'unconfined', or a profile file */
+  seccomp: 'default' | 'unconfined' | { file: string };
+  noNewPrivileges: boolean;
+}
+
+/** docker's --security-opt values; AppArmor and SELinux options are refused, tsrun has neither. */
+export function parseSecurityOpts(list: string[] = []): SecurityOpts {
+  const out: SecurityOpts = { seccomp: 'default', noNewPrivileges: false };
+  for (const o of list) {
+    // docker accepts both KEY=VALUE and the older KEY:VALUE
+    const m = /^([a-z-]+)(?:[=:](.*))?$/.exec(o);
+    const key = m?.[1];
+    const value = m?.[2];
+    if (key === 'seccomp' && value) out.seccomp = value === 'unconfined' ? 'unconfined' : { file: resolve(value) };
+    else if (key === 'no-new-privileges' && (value === undefined || value === 'true' || value === 'false')) out.noNewPrivileges = value !== 'false';
+    else if (key === 'apparmor' || key === 'label') throw usage(`--security-opt ${o}: tsrun has no AppArmor or SELinux support`, 'tsrun confines containers with namespaces, capabilities, seccomp and masked paths only');
+    else throw usage(`--security-opt ${o}: unknown option`, 'supported: seccomp=PROFILE.json, seccomp=unconfined, no-new-privileges');
+  }
+  return out;
 }
 
 export function specFromFlags(flags: RunFlags, command: string[], opts: { id: string; image?: ImageDefaults }): Spec {
@@ -141,6 +172,9 @@ export function specFromFlags(flags: RunFlags, command: string[], opts: { id: st
   const user: { uid: number; gid: number; additionalGids?: number[] } = parseUser(flags.user ?? image.user);
   if (image.additionalGids?.length) user.additionalGids = image.additionalGids;
   const caps = capabilitySet(flags.capAdd, flags.capDrop, flags.privileged);
+  const security = parseSecurityOpts(flags.securityOpt);
+  // docker: --privileged runs unconfined unless a profile is named explicitly.
+  const seccomp = flags.privileged && security.seccomp === 'default' ? undefined : seccompForContainer(security.seccomp, caps);
   const env = mergeEnv(
     [DEFAULT_PATH_ENV, `HOSTNAME=${hostname}`],
     flags.tty ? ['TERM=xterm'] : [],
@@ -161,7 +195,7 @@ export function specFromFlags(flags: RunFlags, command: string[], opts: { id: st
       cwd: flags.workdir ?? image.workingDir ?? '/',
       capabilities: { bounding: caps, effective: [...caps], permitted: [...caps] },
       rlimits: flags.ulimit.map(parseUlimit),
-      noNewPrivileges: false,
+      noNewPrivileges: security.noNewPrivileges,
     },
     root: { path: 'rootfs', readonly: flags.readOnly },
     hostname,
@@ -171,6 +205,7 @@ export function specFromFlags(flags: RunFlags, command: string[], opts: { id: st
       ...resourcesSpec(flags),
       maskedPaths: flags.privileged ? [] : [...DEFAULT_MASKED_PATHS],
       readonlyPaths: flags.privileged ? [] : [...DEFAULT_READONLY_PATHS],
+      ...(seccomp ? { seccomp: seccomp as unknown as Record<string, unknown> } : {}),
     },
   };
 }

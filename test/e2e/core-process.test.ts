@@ -94,10 +94,10 @@ describe('core: user and groups', () => {
     expect(lines[6]).toContain('Permission denied');
   });
 
-  it('-u 1000 alone uses gid 1000', async () => {
+  it('-u 1000 alone uses gid 0, as docker does without a passwd entry to name a group', async () => {
     const r = await sb.run(['sh', '-c', 'echo $(id -u):$(id -g)'], ['-u', '1000']);
     expectExit(r, 0);
-    expect(r.stdout).toBe('1000:1000\n');
+    expect(r.stdout).toBe('1000:0\n');
   });
 
   it('process.user.additionalGids from a bundle become the supplementary groups', async () => {

@@ -323,7 +323,8 @@ function traceSummary() {
   }
   lines.push('  slowest events:');
   for (const e of [...events].sort((a, b) => b.ms - a.ms).slice(0, 8)) {
-    lines.push(`    ${e.ms.toFixed(2).padStart(8)} ms  ${e.thread.padEnd(5)} ${e.kind.padEnd(7)} ${e.name}  # ${e.why}`);
+    const line = `    ${e.ms.toFixed(2).padStart(8)} ms  ${e.thread.padEnd(5)} ${e.kind.padEnd(7)} ${e.name}  # ${e.why}`;
+    lines.push(line.length > 160 ? `${line.slice(0, 159)}…` : line);
   }
   return lines.join('\n');
 }

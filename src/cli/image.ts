@@ -10,10 +10,11 @@ import type { OverlayLayers } from '../overlay/mount.js';
 import type { GlobalOptions } from './main.js';
 import { familiarName, parseReference, refName } from '../image/reference.js';
 import { ImageStore, type ImageRecord, hexOf, normalizeRef } from '../image/store.js';
-import { pullImage, pulledDigest } from '../image/pull.js';
 import { imageDefaults, resolveUserInLayers } from '../image/config.js';
 import { authFilePath, getCredentials, removeCredentials, storeCredentials } from '../image/auth.js';
-import { RegistryClient } from '../image/registry.js';
+// pull.ts and registry.ts load node:https (and TLS) and the unpacker: import them only
+// when a command needs the network, so `tsrun run --rootfs` does not pay for them.
+const loadPull = (): Promise<typeof import('../image/pull.js')> => import('../image/pull.js');
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -90,6 +91,7 @@ export function registerImage(program: Command): void {
     ).action(async (image: string, opts: RegistryCliOptions & { platform?: string; quiet: boolean }, cmd: Command) => {
       const store = storeFor(cmd);
       store.cleanTmp();
+      const { pullImage, pulledDigest } = await loadPull();
       const rec = await pullImage(store, image, {
         insecureRegistries: opts.insecureRegistry, caFile: opts.caFile, platform: opts.platform,
         progress: opts.quiet ? undefined : process.stdout,
@@ -235,6 +237,7 @@ export function registerImage(program: Command): void {
     let password = opts.password;
     if (opts.passwordStdin) password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
     if (!opts.username || password === undefined) throw new TsrunError('USAGE', 'login needs --username and a password (--password or --password-stdin)');
+    const { RegistryClient } = await import('../image/registry.js');
     const client = new RegistryClient(registry, 'library/x', { insecureRegistries: opts.insecureRegistry, caFile: opts.caFile, credentials: { username: opts.username, password }, retries: 1 });
     try {
       await client.ping();
@@ -305,6 +308,7 @@ export async function prepareImageRun(root: string, id: string, imageRef: string
   }
   if (!rec) {
     if (policy === 'never') throw new TsrunError('IMAGE', `no such image: ${imageRef}`, { hint: `pull it first (tsrun pull ${imageRef}), or use --pull missing` });
+    const { pullImage } = await loadPull();
     rec = await pullImage(store, imageRef, { insecureRegistries: opts.insecureRegistry, caFile: opts.caFile, platform: opts.platform, progress: process.stderr });
   }
   const lower = [...rec.layers].reverse().map((d) => store.layerPath(d));

@@ -93,7 +93,7 @@ interface Resp {
 
 export class RegistryClient {
   readonly host: string;
-  /** plain HTTP is allowed (loopback, --insecure-registry); https is still tried first, as docker does */
+  /** plain HTTP is allowed (loopback, --insecure-registry); https is used when the registry speaks it */
   readonly insecure: boolean;
   private scheme: Promise<'http' | 'https'> | undefined;
   private token: string | undefined;
@@ -129,17 +129,22 @@ export class RegistryClient {
     this.httpAgent.destroy();
   }
 
-  /** https, or http for an insecure registry that does not speak TLS (a TLS hello to a plain server fails at the protocol level). */
+  /**
+   * https, or http for an insecure registry. docker tries TLS first; we ask over plain
+   * HTTP first, because a TLS handshake costs more than the whole /v2/ round trip on
+   * loopback, and a TLS server says so: Go's net/http answers a plain request with
+   * "400 Client sent an HTTP request to an HTTPS server"; others drop the connection.
+   */
   private pickScheme(): Promise<'http' | 'https'> {
     if (!this.insecure) return Promise.resolve('https');
-    this.scheme ??= this.raw(`https://${this.host}/v2/`, {}, 0, 'GET', 5000).then(
-      (r) => {
-        r.body.resume();
-        return 'https' as const;
+    this.scheme ??= this.raw(`http://${this.host}/v2/`, {}, 0, 'GET', 5000).then(
+      async (r) => {
+        const body = (await readAll(r.body, 1 << 16).catch(() => Buffer.alloc(0))).toString('utf8');
+        return r.status === 400 && /https/i.test(body) ? ('https' as const) : ('http' as const);
       },
       (e: unknown) => {
         const code = (e as NodeJS.ErrnoException).code ?? '';
-        if (code === 'EPROTO' || code.startsWith('ERR_SSL') || code === 'ECONNRESET' || /wrong version number|packet length too long/i.test((e as Error).message)) return 'http' as const;
+        if (code === 'ECONNRESET' || code.startsWith('HPE_') || code === 'EPROTO') return 'https' as const;
         this.scheme = undefined;
         throw e;
       },

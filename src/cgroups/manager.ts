@@ -1,6 +1,7 @@
 // One interface over the v1 and v2 managers. On a hybrid host the container gets a v2
 // cgroup only when some controller it needs lives on v2; the rest are v1 cgroups at the
 // same relative path.
+import { readdirSync, statSync } from 'node:fs';
 import type { Kernel } from '../linux/kernel.js';
 import { relativeCgroupPath } from './ctl.js';
 import { type CgroupLayout, detectCgroups, V1_NAMES, V2_NAME } from './detect.js';
@@ -118,4 +119,44 @@ export function removeStaleCgroup(k: Kernel, cgroupsPath: string, layout: Cgroup
   if (!m.exists()) return;
   m.kill();
   m.destroy();
+}
+
+/**
+ * Removes empty container cgroups under the default parent that are older than
+ * `minAgeMs`. State-driven cleanup misses a cgroup whose tsrun was killed and whose
+ * state dir went too (a deleted TSRUN_ROOT). A live container's cgroup is never empty
+ * for long: from create() on, the v1 setup thread or the gated child is inside, and
+ * tsrun removes it as soon as the container ends. Non-empty ones are never touched.
+ */
+export function sweepEmptyCgroups(k: Kernel, minAgeMs = 60_000, layout: CgroupLayout = detectCgroups(), parent = defaultCgroupsPath('x').slice(0, -2)): string[] {
+  if (layout.mode === 'none' || !parent) return [];
+  const probe = cgroupManager(k, `${parent}/probe`, layout);
+  const names = new Set<string>();
+  for (const d of probe.dirs()) {
+    const p = d.slice(0, -'/probe'.length);
+    try {
+      for (const e of readdirSync(p, { withFileTypes: true })) if (e.isDirectory()) names.add(e.name);
+    } catch {
+      /* no parent in this hierarchy */
+    }
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = cgroupManager(k, `${parent}/${name}`, layout);
+    const ages = m.dirs().map((d) => {
+      try {
+        return Date.now() - statSync(d).ctimeMs;
+      } catch {
+        return Infinity;
+      }
+    });
+    if (Math.min(...ages) < minAgeMs || m.pids().length > 0) continue;
+    try {
+      m.destroy();
+      removed.push(`${parent}/${name}`);
+    } catch {
+      /* busy after all: leave it */
+    }
+  }
+  return removed;
 }

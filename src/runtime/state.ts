@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isAlive, procStartTime, processesWithCwd } from './proc-scan.js';
 import type { Kernel } from '../linux/kernel.js';
-import { removeStaleCgroup } from '../cgroups/manager.js';
+import { removeStaleCgroup, sweepEmptyCgroups } from '../cgroups/manager.js';
 
 export interface Paths {
   root: string;
@@ -89,7 +89,7 @@ export function collectGarbage(k: Kernel, p: Paths): string[] {
   try {
     ids = readdirSync(containersDir(p));
   } catch {
-    return removed;
+    ids = []; // no state yet; the cgroup sweep below still runs
   }
   for (const id of ids) {
     const dir = stateDir(p, id);
@@ -122,6 +122,11 @@ export function collectGarbage(k: Kernel, p: Paths): string[] {
     }
     rmSync(dir, { recursive: true, force: true });
     removed.push(id);
+  }
+  try {
+    sweepEmptyCgroups(k); // cgroups (issue 4): stale ones whose state dir is gone
+  } catch {
+    /* best effort */
   }
   return removed;
 }

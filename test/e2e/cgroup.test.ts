@@ -217,7 +217,7 @@ describe('cgroups', () => {
     expect(row.Cgroup.pidsCurrent).toBe(Number(readFileSync(join(pidsDir, 'pids.current'), 'utf8')));
     expect(row.PIDs).toBe('2');
     const usageNow = Number(readFileSync(join(memDir, onV2('memory') ? 'memory.current' : 'memory.usage_in_bytes'), 'utf8'));
-    expect(Math.abs(row.Cgroup.memoryUsage - usageNow)).toBeLessThan(4 * MiB);
+    expect(Math.abs(row.Cgroup.memoryUsage! - usageNow)).toBeLessThan(4 * MiB);
     expect(row.Cgroup.memoryUsage).toBeGreaterThan(0);
     sub.kill('SIGTERM');
     expectExit(await sub, 0);

@@ -12,7 +12,7 @@ import { ENOENT } from '../../src/linux/errno.js';
 const EBUSY = 16; // errno.ts names it but exports no constant
 import { TsrunError } from '../../src/errors.js';
 import { layoutFrom, type CgroupLayout } from '../../src/cgroups/detect.js';
-import { cgroupManager, defaultCgroupsPath } from '../../src/cgroups/manager.js';
+import { cgroupManager, defaultCgroupsPath, sweepEmptyCgroups } from '../../src/cgroups/manager.js';
 import { relativeCgroupPath } from '../../src/cgroups/ctl.js';
 import { blkioWeightToIoWeight, sharesToWeight, swapToV2 } from '../../src/cgroups/convert.js';
 import { parseBytes, resourcesFromFlags } from '../../src/cgroups/flags.js';
@@ -367,6 +367,24 @@ describe('v1 manager (hybrid host)', () => {
     cgroupManager(k2, 'tsrun/c1', layout).kill();
     expect(k2.callsOf('kill').map((c) => c.args[0])).toEqual([103]);
     expect(k2.writes.some((w) => w.path.endsWith('freezer.state'))).toBe(false);
+  });
+});
+
+describe('sweeping stale cgroups', () => {
+  it('removes empty container cgroups under the parent and keeps any with a process', () => {
+    const layout = hybridLayout();
+    v1Leaf('tsrun/dead');
+    v1Leaf('tsrun/live');
+    writeFileSync(join(root, 'pids/tsrun/live/cgroup.procs'), '4242\n');
+    // Fixture dirs hold regular files that a real cgroup's rmdir would ignore.
+    for (const [c, f] of Object.entries(V1_FILES)) for (const name of Object.keys(f)) rmSync(join(root, c, 'tsrun/dead', name));
+    const k = new FixtureKernel(root);
+    expect(sweepEmptyCgroups(k, 60_000, layout, 'tsrun')).toEqual([]); // too young
+    expect(sweepEmptyCgroups(k, 0, layout, 'tsrun')).toEqual(['tsrun/dead']);
+    for (const c of Object.keys(V1_FILES)) {
+      expect(existsSync(join(root, c, 'tsrun/dead'))).toBe(false);
+      expect(existsSync(join(root, c, 'tsrun/live'))).toBe(true);
+    }
   });
 });
 

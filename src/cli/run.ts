@@ -72,6 +72,7 @@ export function registerRun(program: Command): void {
     .option('--cap-drop <cap>', 'drop a capability', collect, [])
     .option('--ulimit <name=soft[:hard]>', 'set a resource limit', collect, [])
     .option('--privileged', 'give the container every capability and unmask /proc', false)
+    .option('--security-opt <opt>', 'seccomp=PROFILE.json, seccomp=unconfined or no-new-privileges', collect, [])
     .option('--name <name>', 'name the container'))
     .action(async (command: string[], opts: RunCliOptions, cmd: Command) => {
       const globals = cmd.parent!.opts<GlobalOptions>();

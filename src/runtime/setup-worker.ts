@@ -16,6 +16,7 @@ import { enterNamespaces, planNamespaces, NS_FILE } from '../namespaces/index.js
 import { setupRootfs } from '../rootfs/setup.js';
 import { bringUpLoopback } from '../namespaces/loopback.js';
 import { applyCredentials } from '../security/credentials.js';
+import { installSeccomp, prepareSeccomp } from '../security/seccomp/index.js';
 import { tracer } from '../trace/tracer.js';
 import { resolveExecutable } from './exec-path.js';
 import { GATE_NAME, type SetupPlan, type WorkerMessage } from './protocol.js';
@@ -31,6 +32,8 @@ function run(plan: SetupPlan): void {
   tracer.configure(plan.trace, { thread: 'setup', color: plan.color });
   const spec = plan.spec;
   const proc = spec.process!;
+  // Compiled first, so a bad profile fails before any namespace or mount exists.
+  const seccomp = prepareSeccomp(spec.linux?.seccomp);
   const stateFd = k.open(plan.stateDir, O.O_PATH | O.O_DIRECTORY | O.O_CLOEXEC, 0, 'hold tsrun\'s state dir, where the start gate lives');
 
   let deferred: SetupPlan['spec']['mounts'] = [];
@@ -83,7 +86,14 @@ function run(plan: SetupPlan): void {
     k.ioctl(ptyMaster, TIOCSWINSZ, ws, 'start with the caller\'s window size');
   }
   k.umask(proc.user.umask ?? 0o022);
+  // seccomp(2) needs no_new_privs or CAP_SYS_ADMIN. With no_new_privs the filter goes
+  // last, after applyCredentials sets it; without, it must go in while this thread still
+  // has CAP_SYS_ADMIN, before the capabilities are dropped (runc's order too). The
+  // credential syscalls after it (capset, setres[ug]id, prctl) are ones the default
+  // profile allows.
+  if (seccomp && !proc.noNewPrivileges) installSeccomp(k, seccomp);
   applyCredentials(k, proc, plan.lastCap);
+  if (seccomp && proc.noNewPrivileges) installSeccomp(k, seccomp);
 
   const stdio: SpawnStdio[] = ctty
     ? [{ fd: 1, from: { parentFd: 0 } }, { fd: 2, from: { parentFd: 0 } }]

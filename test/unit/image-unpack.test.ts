@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { pack, type Headers } from 'tar-stream';
+import { pack } from 'tar-stream';
+
+type Headers = Parameters<ReturnType<typeof pack>['entry']>[0];
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { entryParts, sniffCompression, unpackLayer } from '../../src/image/unpack.js';
 
@@ -26,13 +28,19 @@ type E = { h: Headers; body?: string | Buffer };
 async function tarOf(entries: E[]): Promise<Buffer> {
   const p = pack();
   const chunks: Buffer[] = [];
-  p.on('data', (c: Buffer) => chunks.push(c));
+  p.on('data', (c: unknown) => {
+    chunks.push(c as Buffer);
+  });
   const done = new Promise<void>((res, rej) => {
     p.on('end', () => res());
     p.on('error', rej);
   });
   // A file entry without a body would wait for a stream to be written: give it an empty one.
-  for (const e of entries) p.entry(e.h, e.body ?? (e.h.type === undefined || e.h.type === 'file' ? '' : undefined));
+  for (const e of entries) {
+    const body = e.body ?? (e.h.type === undefined || e.h.type === 'file' ? '' : undefined);
+    if (body === undefined) p.entry(e.h);
+    else p.entry(e.h, body);
+  }
   p.finalize();
   await done;
   return Buffer.concat(chunks);

@@ -2,7 +2,8 @@
 // layer first) plus the container's own upper and work dirs. It is mounted by the
 // setup thread inside the container's private mount namespace, so it disappears with
 // the container, even when tsrun is killed: no host mount to leak.
-import type { Kernel } from '../linux/kernel.js';
+import { type Kernel, KernelError } from '../linux/kernel.js';
+import { TsrunError } from '../errors.js';
 
 export interface OverlayLayers {
   /** lowerdirs, topmost first (overlayfs order) */
@@ -36,7 +37,14 @@ export function mountOverlay(k: Kernel, target: string, layers: OverlayLayers): 
   let mfd = -1;
   try {
     k.fsconfigString(fsfd, 'source', 'overlay', 'the name mount(8) shows for it');
-    for (const l of layers.lower) k.fsconfigString(fsfd, 'lowerdir+', l, 'append the next lower layer (topmost first)');
+    try {
+      for (const l of layers.lower) k.fsconfigString(fsfd, 'lowerdir+', l, 'append the next lower layer (topmost first)');
+    } catch (e) {
+      if (e instanceof KernelError && e.code === 'EINVAL') {
+        throw new TsrunError('KERNEL_FEATURE', `this image has ${layers.lower.length} layers, too many for one page of overlay mount options, and this kernel's overlayfs does not accept "lowerdir+"`, { hint: 'Linux 6.8 or newer stacks any number of layers; or flatten the image', cause: e });
+      }
+      throw e;
+    }
     k.fsconfigString(fsfd, 'upperdir', layers.upper, 'the container\'s own writable layer');
     k.fsconfigString(fsfd, 'workdir', layers.work, 'overlayfs scratch space on the upper dir\'s filesystem');
     k.fsconfigCreate(fsfd, 'create the overlay superblock');

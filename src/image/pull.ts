@@ -98,14 +98,21 @@ class Progress {
   private readonly tty: boolean;
   private readonly rows = new Map<string, { status: string; done: number; total: number }>();
   private drawn = 0;
-  constructor(private readonly out: PullOptions['progress']) {
+  private out: PullOptions['progress'];
+  constructor(out: PullOptions['progress']) {
+    this.out = out;
     this.tty = out?.isTTY === true;
+    // A reader that goes away (`tsrun pull | head`) must not fail the pull: stop reporting.
+    out?.on('error', () => {
+      this.out = undefined;
+    });
   }
   line(s: string): void {
     if (!this.out) return;
-    if (this.tty) this.redraw();
     this.out.write(s + '\n');
-    if (this.tty) this.drawn = 0;
+    // The block of layer rows above stays as it is; later rows start a new block.
+    this.drawn = 0;
+    this.rows.clear();
   }
   layer(digest: string, status: string, done = 0, total = 0): void {
     if (!this.out) return;

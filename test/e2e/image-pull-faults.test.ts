@@ -6,17 +6,21 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectExit, useSandbox } from '../helpers/sandbox.js';
 import { type BuiltImage, buildImage, busyboxTarFiles } from '../helpers/images.js';
-import { type FaultyProxy, type TestRegistry, startFaultyProxy, startRegistry } from '../helpers/registry.js';
+import { type FaultyProxy, type TestRegistry, type TokenProxy, startFaultyProxy, startRegistry, startTokenProxy } from '../helpers/registry.js';
 
 let reg: TestRegistry;
 let secure: TestRegistry;
 let proxy: FaultyProxy;
+let tokenAuth: TokenProxy;
+let tokenAnon: TokenProxy;
 let img: BuiltImage;
 let sibling: BuiltImage;
 
 beforeAll(async () => {
   [reg, secure] = await Promise.all([startRegistry(), startRegistry({ tls: true, auth: { user: 'tester', password: 's3cret' } })]);
   proxy = await startFaultyProxy(reg.host);
+  tokenAuth = await startTokenProxy(reg.host, { user: 'bob', password: 'pw' });
+  tokenAnon = await startTokenProxy(reg.host, { anonymous: true });
   img = await buildImage({ layers: [busyboxTarFiles(), [{ name: 'top', content: 'top\n' }]] });
   // shares the busybox layer with img
   sibling = await buildImage({ layers: [busyboxTarFiles(), [{ name: 'other', content: 'other\n' }]] });
@@ -27,6 +31,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy?.stop();
+  await tokenAuth?.stop();
+  await tokenAnon?.stop();
   await Promise.all([reg?.stop(), secure?.stop()]);
 });
 
@@ -118,6 +124,21 @@ describe('authentication and TLS', () => {
     r = await sb.tsrun(['pull', '--ca-file', secure.caFile!, ref], { env });
     expect(r.exitCode).toBe(125);
     expect(r.stderr).toContain('tsrun login');
+  });
+
+  it('bearer token flow: anonymous tokens like Docker Hub, and tokens for stored credentials', async () => {
+    const env = { DOCKER_CONFIG: sb.mkdir('docker') };
+    let r = await sb.tsrun(['pull', '-q', `${tokenAnon.host}/test/img`], { env });
+    expectExit(r, 0);
+    expect(tokenAnon.tokenRequests[0]).toEqual({ scope: 'repository:test/img:pull', service: 'tsrun-test', user: 'anonymous' });
+    r = await sb.tsrun(['pull', `${tokenAuth.host}/test/sibling`], { env });
+    expect(r.exitCode).toBe(125);
+    expect(r.stderr).toContain(`tsrun login ${tokenAuth.host}`);
+    expectExit(await sb.tsrun(['login', '-u', 'bob', '-p', 'pw', tokenAuth.host], { env }), 0);
+    r = await sb.tsrun(['pull', '-q', `${tokenAuth.host}/test/sibling`], { env });
+    expectExit(r, 0);
+    expect(r.stdout).toBe(`${sibling.manifest.digest}\n`);
+    expect(tokenAuth.tokenRequests.some((t) => t.user === 'bob' && t.scope === 'repository:test/sibling:pull')).toBe(true);
   });
 
   it('TLS without the CA is refused with a hint; credentials from an existing docker config.json work', async () => {

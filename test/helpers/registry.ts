@@ -215,3 +215,70 @@ export async function startFaultyProxy(target: string): Promise<FaultyProxy> {
     }),
   };
 }
+
+export interface TokenProxy {
+  host: string;
+  /** scopes the token server was asked for, with the user (or "anonymous") */
+  tokenRequests: { scope: string | null; service: string | null; user: string }[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A registry front that speaks docker's token auth: /v2/ requests without a valid
+ * bearer token get 401 + `WWW-Authenticate: Bearer realm=…,service=…,scope=…`; the
+ * realm (/token on the same server) trades basic credentials (or none, when
+ * `anonymous` is allowed) for a token. Valid requests are forwarded to `target`.
+ */
+export async function startTokenProxy(target: string, opts: { user?: string; password?: string; anonymous?: boolean }): Promise<TokenProxy> {
+  const tokens = new Set<string>();
+  const tokenRequests: TokenProxy['tokenRequests'] = [];
+  let host = '';
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url ?? '/', `http://${host}`);
+    if (u.pathname === '/token') {
+      const auth = req.headers.authorization ?? '';
+      let user = 'anonymous';
+      if (auth.startsWith('Basic ')) {
+        const [name, pass] = Buffer.from(auth.slice(6), 'base64').toString().split(':');
+        if (name !== opts.user || pass !== opts.password) {
+          res.writeHead(401, { 'Content-Type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+          return;
+        }
+        user = name!;
+      } else if (!opts.anonymous) {
+        res.writeHead(401, { 'Content-Type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+        return;
+      }
+      tokenRequests.push({ scope: u.searchParams.get('scope'), service: u.searchParams.get('service'), user });
+      const tok = `tok-${tokens.size}-${Math.random().toString(36).slice(2)}`;
+      tokens.add(tok);
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token: tok, expires_in: 300 }));
+      return;
+    }
+    const bearer = (req.headers.authorization ?? '').replace(/^Bearer /, '');
+    if (!tokens.has(bearer)) {
+      const repo = /^\/v2\/(.+)\/(manifests|blobs)\//.exec(u.pathname)?.[1];
+      res.writeHead(401, {
+        'WWW-Authenticate': `Bearer realm="http://${host}/token",service="tsrun-test"${repo ? `,scope="repository:${repo}:pull"` : ''}`,
+        'Content-Type': 'application/json',
+      }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+      return;
+    }
+    const up = http.request(`http://${target}${req.url}`, { method: req.method, headers: { ...req.headers, host: target, authorization: '' } }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return {
+    host,
+    tokenRequests,
+    stop: () => new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }),
+  };
+}

@@ -23,6 +23,14 @@ beforeAll(async () => {
   const native = await buildImage({ layers: [busyboxTarFiles(), [{ name: 'arch', content: 'native\n' }]], architecture: hostArch() });
   await reg.push('test/busybox', '1', bb);
   await reg.push('test/multi', 'latest', multi);
+  const dArm = await buildImage({ layers: [busyboxTarFiles(), [{ name: 'arch', content: 'docker arm\n' }]], architecture: 'arm', variant: 'v7', docker: true });
+  const dNative = await buildImage({ layers: [busyboxTarFiles(), [{ name: 'arch', content: 'docker native\n' }]], architecture: hostArch(), docker: true });
+  await reg.pushIndex('test/dockerlist', 'latest', buildIndex([{ image: dArm, platform: { os: 'linux', architecture: 'arm', variant: 'v7' } }, { image: dNative, platform: { os: 'linux', architecture: hostArch() } }], true), [dArm, dNative]);
+  const formats = await buildImage({
+    layers: [busyboxTarFiles(), [{ name: 'z', content: 'zstd layer\n' }], [{ name: 'p', content: 'plain layer\n' }]],
+    compression: ['gzip', 'zstd', 'none'],
+  });
+  await reg.push('test/formats', 'latest', formats);
   await reg.pushIndex('test/index', 'latest', buildIndex([{ image: arm, platform: { os: 'linux', architecture: 'arm64' } }, { image: native, platform: { os: 'linux', architecture: hostArch() } }]), [arm, native]);
 });
 
@@ -60,6 +68,22 @@ describe('tsrun pull', () => {
     expectExit(r, 0);
     expect(r.stdout).toBe('one\ntwo\n');
     expect(readdirSync(join(sb.root, 'containers'))).toEqual([]);
+  });
+
+  it('pulls Docker schema2 manifest lists and manifests', async () => {
+    const r = await sb.tsrun(['run', '--rm', `${reg.host}/test/dockerlist`, 'cat', '/arch']);
+    expectExit(r, 0);
+    expect(r.stdout).toBe('docker native\n');
+    const p = await sb.tsrun(['pull', '--platform', 'linux/arm/v6', `${reg.host}/test/dockerlist`]);
+    expect(p.exitCode).toBe(125);
+    expect(p.stderr).toMatch(/no image for platform linux\/arm\/v6/);
+    expect(p.stderr).toMatch(/linux\/arm\/v7/);
+  });
+
+  it('pulls gzip, zstd and uncompressed layers', async () => {
+    const r = await sb.tsrun(['run', '--rm', `${reg.host}/test/formats`, 'cat', '/z', '/p']);
+    expectExit(r, 0);
+    expect(r.stdout).toBe('zstd layer\nplain layer\n');
   });
 
   it('chooses the host platform from an index, and --platform overrides it', async () => {

@@ -89,18 +89,36 @@ export interface ImageSpec {
   config?: Record<string, unknown>;
   architecture?: string;
   variant?: string;
-  /** 'gzip' (default) or 'none' */
-  compression?: 'gzip' | 'none';
+  /** 'gzip' (default), 'zstd' (needs the zstd tool) or 'none'; one per layer, or one for all */
+  compression?: Compression | Compression[];
+  /** Docker schema2 media types instead of OCI's */
+  docker?: boolean;
+}
+
+type Compression = 'gzip' | 'zstd' | 'none';
+
+const LAYER_MEDIA: Record<Compression, string> = {
+  gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+  none: 'application/vnd.oci.image.layer.v1.tar',
+};
+
+function compress(tar: Buffer, c: Compression): Buffer {
+  if (c === 'none') return tar;
+  if (c === 'zstd') return execFileSync('zstd', ['-q', '-c', '-1'], { input: tar, maxBuffer: 1 << 30 });
+  return gzipSync(tar, { level: 1 });
 }
 
 export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
   const layers: Blob[] = [];
   const diffIds: string[] = [];
-  for (const files of spec.layers) {
+  for (const [i, files] of spec.layers.entries()) {
     const tar = await makeTar(files);
     diffIds.push(sha256(tar));
-    const data = spec.compression === 'none' ? tar : gzipSync(tar, { level: 1 });
-    layers.push({ digest: sha256(data), data, mediaType: spec.compression === 'none' ? 'application/vnd.oci.image.layer.v1.tar' : 'application/vnd.oci.image.layer.v1.tar+gzip' });
+    const c = (Array.isArray(spec.compression) ? spec.compression[i] : spec.compression) ?? 'gzip';
+    const data = compress(tar, c);
+    const mediaType = spec.docker ? 'application/vnd.docker.image.rootfs.diff.tar.gzip' : LAYER_MEDIA[c];
+    layers.push({ digest: sha256(data), data, mediaType });
   }
   const configJson = {
     created: '2024-01-01T00:00:00Z',
@@ -111,23 +129,25 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
     rootfs: { type: 'layers', diff_ids: diffIds },
   };
   const cdata = Buffer.from(JSON.stringify(configJson));
-  const config: Blob = { digest: sha256(cdata), data: cdata, mediaType: 'application/vnd.oci.image.config.v1+json' };
+  const config: Blob = { digest: sha256(cdata), data: cdata, mediaType: spec.docker ? 'application/vnd.docker.container.image.v1+json' : 'application/vnd.oci.image.config.v1+json' };
+  const manifestType = spec.docker ? 'application/vnd.docker.distribution.manifest.v2+json' : 'application/vnd.oci.image.manifest.v1+json';
   const mdata = Buffer.from(JSON.stringify({
     schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    mediaType: manifestType,
     config: { mediaType: config.mediaType, digest: config.digest, size: cdata.length },
     layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.data.length })),
   }));
-  return { manifest: { digest: sha256(mdata), data: mdata, mediaType: 'application/vnd.oci.image.manifest.v1+json' }, config, layers, diffIds };
+  return { manifest: { digest: sha256(mdata), data: mdata, mediaType: manifestType }, config, layers, diffIds };
 }
 
-export function buildIndex(entries: { image: BuiltImage; platform: { os: string; architecture: string; variant?: string } }[]): Blob {
+export function buildIndex(entries: { image: BuiltImage; platform: { os: string; architecture: string; variant?: string } }[], docker = false): Blob {
+  const mediaType = docker ? 'application/vnd.docker.distribution.manifest.list.v2+json' : 'application/vnd.oci.image.index.v1+json';
   const data = Buffer.from(JSON.stringify({
     schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.index.v1+json',
+    mediaType,
     manifests: entries.map((e) => ({ mediaType: e.image.manifest.mediaType, digest: e.image.manifest.digest, size: e.image.manifest.data.length, platform: e.platform })),
   }));
-  return { digest: sha256(data), data, mediaType: 'application/vnd.oci.image.index.v1+json' };
+  return { digest: sha256(data), data, mediaType };
 }
 
 /** The host's platform in OCI terms. */

@@ -1,10 +1,34 @@
 // Core runtime, isolation: what a container can see of the host, checked from inside
 // the container with busybox tools.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { hostname as hostHostname, networkInterfaces } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { expectExit, useSandbox } from '../helpers/sandbox.js';
 import { parseMountinfo } from '../helpers/leaks.js';
+
+describe('core: namespaces', () => {
+  const sb = useSandbox();
+
+  it('pid, mount, uts, ipc, network and cgroup namespaces are all new; the user namespace is the host\'s', async () => {
+    const types = ['pid', 'mnt', 'uts', 'ipc', 'net', 'cgroup', 'user'];
+    const r = await sb.run(['sh', '-c', `for n in ${types.join(' ')}; do echo $n $(readlink /proc/self/ns/$n); done`]);
+    expectExit(r, 0);
+    const inside = Object.fromEntries(r.stdout.trim().split('\n').map((l) => l.split(' ') as [string, string]));
+    for (const t of types) {
+      const host = readlinkSync(`/proc/self/ns/${t}`);
+      if (t === 'user') expect(inside[t]).toBe(host);
+      else expect(inside[t], `${t} namespace`).not.toBe(host);
+    }
+  });
+
+  it('the cgroup namespace makes the container\'s own cgroups its root', async () => {
+    const r = await sb.run(['cat', '/proc/self/cgroup']);
+    expectExit(r, 0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(l).toMatch(/:\/$/);
+  });
+});
 
 describe('core: PID namespace', () => {
   const sb = useSandbox();

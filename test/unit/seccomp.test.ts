@@ -10,6 +10,10 @@ import { dockerProfileToOci } from '../../src/security/seccomp/docker-profile.js
 import { SYSCALL_TABLES } from '../../src/security/seccomp/tables.js';
 import { SYS } from '../../src/linux/constants.js';
 import { TsrunError } from '../../src/errors.js';
+import { parseSecurityOpts, specFromFlags, type RunFlags } from '../../src/engine/run-spec.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 interface Data {
   /** undefined only by mistake: a name missing from a table */
@@ -389,5 +393,47 @@ describe('Docker profile -> OCI', () => {
   it('reports a profile that is not one', () => {
     expect(() => dockerProfileToOci([], ctx, 'p.json')).toThrow(/p.json: not a JSON object/);
     expect(() => dockerProfileToOci({ syscalls: [] }, ctx, 'p.json')).toThrow(/defaultAction/);
+  });
+});
+
+describe('--security-opt -> spec', () => {
+  const flags = (over: Partial<RunFlags> = {}): RunFlags => ({
+    env: [], envFile: [], interactive: false, tty: false, readOnly: false, volume: [], tmpfs: [],
+    capAdd: [], capDrop: [], ulimit: [], privileged: false, ...over,
+  });
+  const ID = '0123456789abcdef0123456789abcdef';
+  const seccompOf = (over: Partial<RunFlags>): LinuxSeccomp | undefined => specFromFlags(flags(over), ['sh'], { id: ID }).linux!.seccomp as LinuxSeccomp | undefined;
+
+  it('parses docker\'s forms and refuses AppArmor/SELinux and unknown options', () => {
+    expect(parseSecurityOpts([])).toEqual({ seccomp: 'default', noNewPrivileges: false });
+    expect(parseSecurityOpts(['seccomp=unconfined', 'no-new-privileges'])).toEqual({ seccomp: 'unconfined', noNewPrivileges: true });
+    expect(parseSecurityOpts(['seccomp:/p.json', 'no-new-privileges:true'])).toEqual({ seccomp: { file: '/p.json' }, noNewPrivileges: true });
+    expect(parseSecurityOpts(['no-new-privileges=false']).noNewPrivileges).toBe(false);
+    for (const bad of ['apparmor=unconfined', 'label=disable', 'seccomp', 'bogus=1']) expect(() => parseSecurityOpts([bad]), bad).toThrow(TsrunError);
+  });
+
+  it('tsrun run gets the default profile for its capabilities; --privileged and unconfined get none', () => {
+    const dflt = seccompOf({});
+    expect(dflt?.defaultAction).toBe('SCMP_ACT_ERRNO');
+    expect(dflt!.syscalls![0]!.names).not.toContain('mount');
+    expect(seccompOf({ capAdd: ['SYS_ADMIN'] })!.syscalls![0]!.names).toContain('mount');
+    expect(seccompOf({ privileged: true })).toBeUndefined();
+    expect(seccompOf({ securityOpt: ['seccomp=unconfined'] })).toBeUndefined();
+    expect(specFromFlags(flags({ securityOpt: ['no-new-privileges'] }), ['sh'], { id: ID }).process!.noNewPrivileges).toBe(true);
+  });
+
+  it('a profile file is read and converted; --privileged keeps an explicitly named profile, as Docker does', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsrun-unit-seccomp-'));
+    try {
+      const file = join(dir, 'p.json');
+      writeFileSync(file, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }, { names: ['x'], action: 'SCMP_ACT_ALLOW', includes: { caps: ['CAP_SYS_ADMIN'] } }] }));
+      expect(seccompOf({ securityOpt: [`seccomp=${file}`] })).toEqual({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }] });
+      expect(seccompOf({ privileged: true, securityOpt: [`seccomp=${file}`] })!.syscalls!.map((s) => s.names[0])).toEqual(['mkdir', 'x']);
+      writeFileSync(file, '{ not json');
+      expect(() => seccompOf({ securityOpt: [`seccomp=${file}`] })).toThrow(/not valid JSON/);
+      expect(() => seccompOf({ securityOpt: [`seccomp=${join(dir, 'missing.json')}`] })).toThrow(/missing.json/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -38,57 +38,79 @@ export interface Insn {
   k: number;
 }
 
-export type Label = string;
+/** A jump target: a name, or a number from Assembler.label(). */
+export type Label = string | number;
 type Target = Label | 'next';
 
-type Item =
-  | { t: 'insn'; insn: Insn }
-  | { t: 'jump'; code: number; k: number; jt: Target; jf: Target }
-  | { t: 'ja'; to: Label }
-  | { t: 'label'; name: Label };
+const NEXT = -1;
+const K_INSN = 0;
+const K_JUMP = 1;
+const K_JA = 2;
+const K_LABEL = 3;
 
 /** The kernel's limit on a filter program (BPF_MAXINSNS). */
 export const MAX_INSNS = 4096;
 
+// Items live in parallel arrays and labels are numbers: the default profile is ~1200
+// instructions, and the setup thread compiles it on every container start, cold (no
+// JIT yet), so object churn here shows up in start-up time.
 export class Assembler {
-  private readonly items: Item[] = [];
-  private seq = 0;
+  private readonly kind: number[] = [];
+  private readonly code: number[] = [];
+  private readonly k: number[] = [];
+  private readonly jt: number[] = [];
+  private readonly jf: number[] = [];
+  private readonly named = new Map<string, number>();
+  private nLabels = 0;
 
-  /** A fresh label name. */
-  label(hint = 'L'): Label {
-    return `${hint}#${this.seq++}`;
+  /** A fresh label. */
+  label(_hint = 'L'): number {
+    return this.nLabels++;
+  }
+
+  private id(l: Label): number {
+    if (typeof l === 'number') return l;
+    let n = this.named.get(l);
+    if (n === undefined) {
+      n = this.nLabels++;
+      this.named.set(l, n);
+    }
+    return n;
+  }
+
+  private push(kind: number, code: number, k: number, jt: number, jf: number): this {
+    this.kind.push(kind);
+    this.code.push(code);
+    this.k.push(k >>> 0);
+    this.jt.push(jt);
+    this.jf.push(jf);
+    return this;
   }
 
   bind(name: Label): this {
-    this.items.push({ t: 'label', name });
-    return this;
+    return this.push(K_LABEL, 0, 0, this.id(name), 0);
   }
 
   ldAbs(offset: number): this {
-    this.items.push({ t: 'insn', insn: { code: BPF.LD | BPF.W | BPF.ABS, jt: 0, jf: 0, k: offset } });
-    return this;
+    return this.push(K_INSN, BPF.LD | BPF.W | BPF.ABS, offset, 0, 0);
   }
 
   and(k: number): this {
-    this.items.push({ t: 'insn', insn: { code: BPF.ALU | BPF.AND | BPF.K, jt: 0, jf: 0, k: k >>> 0 } });
-    return this;
+    return this.push(K_INSN, BPF.ALU | BPF.AND | BPF.K, k, 0, 0);
   }
 
   ret(k: number): this {
-    this.items.push({ t: 'insn', insn: { code: BPF.RET | BPF.K, jt: 0, jf: 0, k: k >>> 0 } });
-    return this;
+    return this.push(K_INSN, BPF.RET | BPF.K, k, 0, 0);
   }
 
   /** if (A <op> k) goto jt else goto jf; 'next' is the following instruction. */
   jump(op: 'jeq' | 'jgt' | 'jge' | 'jset', k: number, jt: Target, jf: Target): this {
-    const code = BPF.JMP | BPF.K | { jeq: BPF.JEQ, jgt: BPF.JGT, jge: BPF.JGE, jset: BPF.JSET }[op];
-    this.items.push({ t: 'jump', code, k: k >>> 0, jt, jf });
-    return this;
+    const code = BPF.JMP | BPF.K | (op === 'jeq' ? BPF.JEQ : op === 'jgt' ? BPF.JGT : op === 'jge' ? BPF.JGE : BPF.JSET);
+    return this.push(K_JUMP, code, k, jt === 'next' ? NEXT : this.id(jt), jf === 'next' ? NEXT : this.id(jf));
   }
 
   ja(to: Label): this {
-    this.items.push({ t: 'ja', to });
-    return this;
+    return this.push(K_JA, BPF.JMP | BPF.JA, 0, this.id(to), 0);
   }
 
   /**
@@ -97,83 +119,82 @@ export class Assembler {
    * those can push other branches out of range, so it repeats until nothing changes.
    */
   assemble(): Insn[] {
-    const far = new Set<number>(); // "item index:branch" keys, encoded as idx*2 + (0 jt | 1 jf)
+    const n = this.kind.length;
+    // far[i]: bit 1 = jt needs a trampoline, bit 2 = jf does
+    const far = new Uint8Array(n);
+    const pos = new Int32Array(n);
+    const labelPos = new Int32Array(this.nLabels).fill(-1);
     for (let round = 0; round < 64; round++) {
-      const { pos, labels } = this.layout(far);
+      let pc = 0;
+      labelPos.fill(-1);
+      for (let i = 0; i < n; i++) {
+        pos[i] = pc;
+        if (this.kind[i] === K_LABEL) {
+          const l = this.jt[i]!;
+          if (labelPos[l] !== -1) throw new Error(`seccomp BPF: label ${this.labelName(l)} bound twice`);
+          labelPos[l] = pc;
+        } else {
+          pc += 1 + (far[i]! & 1) + ((far[i]! >> 1) & 1);
+        }
+      }
       let changed = false;
-      this.items.forEach((it, i) => {
-        if (it.t !== 'jump') return;
-        (['jt', 'jf'] as const).forEach((b, bi) => {
-          const key = i * 2 + bi;
-          if (far.has(key) || it[b] === 'next') return;
-          const dist = this.resolve(labels, it[b]) - (pos[i]! + 1);
-          if (dist > 255) {
-            far.add(key);
+      for (let i = 0; i < n; i++) {
+        if (this.kind[i] !== K_JUMP) continue;
+        for (let b = 0; b < 2; b++) {
+          const bit = 1 << b;
+          const t = b === 0 ? this.jt[i]! : this.jf[i]!;
+          if (t === NEXT || far[i]! & bit) continue;
+          if (this.at(labelPos, t) - (pos[i]! + 1) > 255) {
+            far[i] = far[i]! | bit;
             changed = true;
           }
-        });
-      });
-      if (!changed) return this.emit(far, pos, labels);
+        }
+      }
+      if (!changed) return this.emit(far, pos, labelPos);
     }
     throw new Error('seccomp BPF: branch layout did not converge');
   }
 
-  private trampolines(far: Set<number>, i: number): number {
-    return (far.has(i * 2) ? 1 : 0) + (far.has(i * 2 + 1) ? 1 : 0);
+  private labelName(l: number): string {
+    for (const [k, v] of this.named) if (v === l) return k;
+    return `#${l}`;
   }
 
-  private layout(far: Set<number>): { pos: number[]; labels: Map<Label, number> } {
-    const pos: number[] = [];
-    const labels = new Map<Label, number>();
-    let pc = 0;
-    this.items.forEach((it, i) => {
-      pos[i] = pc;
-      if (it.t === 'label') {
-        if (labels.has(it.name)) throw new Error(`seccomp BPF: label ${it.name} bound twice`);
-        labels.set(it.name, pc);
-      } else {
-        pc += 1 + (it.t === 'jump' ? this.trampolines(far, i) : 0);
-      }
-    });
-    return { pos, labels };
-  }
-
-  private resolve(labels: Map<Label, number>, l: Label): number {
-    const p = labels.get(l);
-    if (p === undefined) throw new Error(`seccomp BPF: label ${l} is never bound`);
+  private at(labelPos: Int32Array, l: number): number {
+    const p = labelPos[l]!;
+    if (p < 0) throw new Error(`seccomp BPF: label ${this.labelName(l)} is never bound`);
     return p;
   }
 
-  private emit(far: Set<number>, pos: number[], labels: Map<Label, number>): Insn[] {
+  private emit(far: Uint8Array, pos: Int32Array, labelPos: Int32Array): Insn[] {
     const out: Insn[] = [];
-    this.items.forEach((it, i) => {
-      if (it.t === 'label') return;
-      if (it.t === 'insn') {
-        out.push({ ...it.insn });
-        return;
-      }
+    for (let i = 0; i < this.kind.length; i++) {
+      const kind = this.kind[i]!;
+      if (kind === K_LABEL) continue;
       const pc = pos[i]!;
-      if (it.t === 'ja') {
-        const d = this.resolve(labels, it.to) - (pc + 1);
-        if (d < 0) throw new Error('seccomp BPF: backward jump');
-        out.push({ code: BPF.JMP | BPF.JA, jt: 0, jf: 0, k: d });
-        return;
+      if (kind === K_INSN) {
+        out.push({ code: this.code[i]!, jt: 0, jf: 0, k: this.k[i]! });
+        continue;
       }
-      const tramp = this.trampolines(far, i);
-      const off = (b: 'jt' | 'jf', bi: number): number => {
-        if (far.has(i * 2 + bi)) return bi === 1 && far.has(i * 2) ? 1 : 0; // its own trampoline
-        if (it[b] === 'next') return tramp;
-        const d = this.resolve(labels, it[b] as Label) - (pc + 1);
+      if (kind === K_JA) {
+        const d = this.at(labelPos, this.jt[i]!) - (pc + 1);
+        if (d < 0) throw new Error('seccomp BPF: backward jump');
+        out.push({ code: this.code[i]!, jt: 0, jf: 0, k: d });
+        continue;
+      }
+      const f = far[i]!;
+      const tramp = (f & 1) + ((f >> 1) & 1);
+      const off = (t: number, bit: number): number => {
+        if (f & bit) return bit === 2 && f & 1 ? 1 : 0; // its own trampoline, right after
+        if (t === NEXT) return tramp;
+        const d = this.at(labelPos, t) - (pc + 1);
         if (d < tramp) throw new Error('seccomp BPF: backward jump');
         return d;
       };
-      out.push({ code: it.code, jt: off('jt', 0), jf: off('jf', 1), k: it.k });
-      for (const [b, bi] of [['jt', 0], ['jf', 1]] as const) {
-        if (!far.has(i * 2 + bi)) continue;
-        const here = out.length; // pc of this trampoline
-        out.push({ code: BPF.JMP | BPF.JA, jt: 0, jf: 0, k: this.resolve(labels, it[b] as Label) - (here + 1) });
-      }
-    });
+      out.push({ code: this.code[i]!, jt: off(this.jt[i]!, 1), jf: off(this.jf[i]!, 2), k: this.k[i]! });
+      if (f & 1) out.push({ code: BPF.JMP | BPF.JA, jt: 0, jf: 0, k: this.at(labelPos, this.jt[i]!) - out.length - 1 });
+      if (f & 2) out.push({ code: BPF.JMP | BPF.JA, jt: 0, jf: 0, k: this.at(labelPos, this.jf[i]!) - out.length - 1 });
+    }
     if (out.length > MAX_INSNS) throw new Error(`seccomp BPF: ${out.length} instructions, the kernel accepts at most ${MAX_INSNS}`);
     return out;
   }

@@ -1,6 +1,6 @@
 // Core runtime, the contract with the caller: exit statuses, error messages, signals
 // forwarded to the container, stdin, and OCI bundles from `tsrun spec`.
-import { chmodSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectExit, useSandbox, type Sandbox } from '../helpers/sandbox.js';
@@ -68,11 +68,17 @@ describe('core: errors are tsrun\'s own (125) and leave no state', () => {
     // The sandbox dir is 0700 (mkdtemp); nobody must be able to reach the rootfs, or
     // tsrun would fail earlier for a different reason.
     chmodSync(sb.dir, 0o755);
+    // And TSRUN_ROOT belongs to nobody: a tsrun that wrote state before checking for
+    // root would succeed in writing it, and the check below would see it.
+    for (const d of ['state', 'state/run', 'state/run/containers']) chownSync(join(sb.dir, d), 65534, 65534);
     const rootfs = sb.rootfs();
     const r = await sb.tsrun(['run', '--rootfs', rootfs, '--', 'true'], { wrapper: ['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups'] });
     expectExit(r, 125);
     expect(r.stderr.split('\n')[0]).toBe('tsrun: tsrun needs root (or CAP_SYS_ADMIN) to create namespaces');
-    expect(readdirSync(sb.root)).toEqual([]);
+    // The sandbox pre-creates run/containers to watch it; tsrun must add nothing.
+    expect(readdirSync(sb.root)).toEqual(['run']);
+    expect(readdirSync(join(sb.root, 'run'))).toEqual(['containers']);
+    expect(readdirSync(join(sb.root, 'run/containers'))).toEqual([]);
   });
 
   it('an unknown flag is 125', async () => {

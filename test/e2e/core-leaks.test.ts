@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectExit, useSandbox } from '../helpers/sandbox.js';
-import { LeakChecker, containerPids } from '../helpers/leaks.js';
+import { LeakChecker, cgroupsNamed, containerPids } from '../helpers/leaks.js';
 import { TempDirs, mountsUnder, removeTree } from '../helpers/tempdirs.js';
 import { waitForOutput } from '../helpers/tsrun.js';
 
@@ -27,9 +27,17 @@ describe('leak checker', () => {
     // The container's PID 1 is found through its mount namespace, not its argv.
     for (const p of cpids) expect(found.some((l) => l.pid === p)).toBe(true);
     expect(found.some((l) => l.pid === sub.pid)).toBe(true);
+    // The container's id was caught as its state dir appeared; any cgroup named after
+    // it is reported while it runs.
+    expect(leaks.containerIds.size).toBe(1);
+    const state = found.find((l) => l.kind === 'state')!.what;
+    expect(state.endsWith([...leaks.containerIds][0]!)).toBe(true);
+    const cgroups = cgroupsNamed(leaks.containerIds);
+    expect(found.filter((l) => l.kind === 'cgroup').map((l) => l.what)).toEqual(cgroups);
     sub.kill('SIGTERM');
     expect((await sub).exitCode).toBe(0);
     expect(await leaks.findLeaks(before)).toEqual([]);
+    leaks.close();
   });
 
   it('sees a host mount under the test dir, and a file left in a watched-empty dir', async () => {

@@ -18,7 +18,7 @@
 // records where its mounts came from: the `root` field of /proc/PID/mountinfo names
 // the rootfs directory (relative to the filesystem that holds it) and every bind
 // source. So processes in another mount namespace are matched on their mountinfo.
-import { readFileSync, readdirSync, readlinkSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, existsSync, mkdirSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { detachMountsUnder, unescapeMountPath } from './tempdirs.js';
 
@@ -27,10 +27,11 @@ export interface LeakSnapshot {
   processes: string[];
   state: string[];
   files: string[];
+  cgroups: string[];
 }
 
 export interface Leak {
-  kind: 'mount' | 'process' | 'state' | 'file';
+  kind: 'mount' | 'process' | 'state' | 'file' | 'cgroup';
   what: string;
   /** for processes: the pid, so cleanUp can kill it */
   pid?: number;
@@ -142,10 +143,39 @@ export function containerPids(rootfs: string): number[] {
   return out;
 }
 
+/**
+ * Cgroup directories named after one of `ids`, at depth 1 or 2 under any hierarchy in
+ * /sys/fs/cgroup (tsrun puts a container at <parent>/<id>). Only exact ids are looked
+ * for, so other people's containers never count.
+ */
+export function cgroupsNamed(ids: Iterable<string>, base = '/sys/fs/cgroup'): string[] {
+  const want = new Set(ids);
+  if (want.size === 0) return [];
+  const out: string[] = [];
+  const dirs = (d: string): string[] => {
+    try {
+      return readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    } catch {
+      return [];
+    }
+  };
+  for (const hier of dirs(base)) {
+    const top = join(base, hier);
+    for (const a of dirs(top)) {
+      if (want.has(a)) out.push(join(top, a));
+      for (const b of dirs(join(top, a))) if (want.has(b)) out.push(join(top, a, b));
+    }
+  }
+  return out.sort();
+}
+
 export class LeakChecker {
   private readonly paths: string[] = [];
   private readonly stateRoots: string[] = [];
   private readonly emptyDirs: string[] = [];
+  private readonly watchers: FSWatcher[] = [];
+  /** ids of every container that appeared under a watched TSRUN_ROOT (inotify on run/containers) */
+  readonly containerIds = new Set<string>();
 
   /** Mounts and processes that mention `path` (or anything under it) are leaks. */
   watchPath(path: string): this {
@@ -153,10 +183,27 @@ export class LeakChecker {
     return this;
   }
 
-  /** A TSRUN_ROOT: every entry left under run/containers is a leak. */
+  /**
+   * A TSRUN_ROOT: every entry left under run/containers is a leak, and so is a cgroup
+   * named after any container id that appeared there. The ids are caught with inotify
+   * as tsrun creates each state dir, since the dirs are gone by the time we look.
+   */
   watchStateRoot(root: string): this {
     this.stateRoots.push(root);
+    const dir = join(root, 'run', 'containers');
+    mkdirSync(dir, { recursive: true, mode: 0o711 });
+    const w = watch(dir, (_event, name) => {
+      const id = name?.toString();
+      if (id && /^[0-9a-f]{16,}$/.test(id)) this.containerIds.add(id);
+    });
+    w.on('error', () => {});
+    this.watchers.push(w);
     return this;
+  }
+
+  /** Stops watching state roots for new container ids. */
+  close(): void {
+    for (const w of this.watchers.splice(0)) w.close();
   }
 
   /** A dir that must be empty afterwards (tsrun's TMPDIR). */
@@ -189,7 +236,9 @@ export class LeakChecker {
         /* gone is empty */
       }
     }
-    return { mounts: mounts.sort(), processes: processes.sort(), state: state.sort(), files: files.sort() };
+    // Ids seen by inotify, plus any state dir still present (its id may predate the watch).
+    const ids = new Set([...this.containerIds, ...state.map((p) => p.split('/').pop()!)]);
+    return { mounts: mounts.sort(), processes: processes.sort(), state: state.sort(), files: files.sort(), cgroups: cgroupsNamed(ids) };
   }
 
   private diff(before: LeakSnapshot): Leak[] {
@@ -200,6 +249,7 @@ export class LeakChecker {
     for (const p of fresh(now.processes, before.processes)) leaks.push({ kind: 'process', what: p, pid: Number(/^pid (\d+)/.exec(p)?.[1]) });
     for (const s of fresh(now.state, before.state)) leaks.push({ kind: 'state', what: s });
     for (const f of fresh(now.files, before.files)) leaks.push({ kind: 'file', what: f });
+    for (const c of fresh(now.cgroups, before.cgroups)) leaks.push({ kind: 'cgroup', what: c });
     return leaks;
   }
 
@@ -228,6 +278,8 @@ export class LeakChecker {
       }
     }
     if (leaks.some((l) => l.kind === 'mount')) for (const p of this.paths) detachMountsUnder(p);
+    // Leaked cgroups are reported, not removed: only tsrun's own cleanup (or the
+    // engineer looking at the report) should remove cgroups that tsrun made.
   }
 }
 

@@ -9,7 +9,8 @@
 // Before each test it creates one temp dir holding the test's TSRUN_ROOT (state/),
 // tsrun's TMPDIR (tmp/) and whatever rootfs or files the test makes. After each test
 // it asserts that nothing the test started outlived it: no mount or process that
-// mentions the temp dir, no container state under TSRUN_ROOT, nothing in TMPDIR; then
+// mentions the temp dir, no container state under TSRUN_ROOT, no cgroup named after
+// one of its containers, nothing in TMPDIR; then
 // removes the dir (detaching mounts first) and asserts that it is gone.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -97,7 +98,6 @@ export function useSandbox(): Sandbox {
     temps = new TempDirs();
     built.clear();
     dir = temps.make('t');
-    mkdirSync(join(dir, 'state'));
     mkdirSync(join(dir, 'tmp'));
     leaks = new LeakChecker().watchPath(dir).watchStateRoot(join(dir, 'state')).watchEmptyDir(join(dir, 'tmp'));
     before = leaks.snapshot();
@@ -105,6 +105,7 @@ export function useSandbox(): Sandbox {
 
   afterEach(async () => {
     const found = await leaks.findLeaks(before);
+    leaks.close();
     leaks.cleanUp(found);
     const left = temps.removeAll();
     expect(describeLeaks(found), 'the test left these behind').toBe('');

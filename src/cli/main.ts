@@ -12,6 +12,7 @@ import { registerExplain } from './explain.js';
 import { registerCgroupVerbs } from './cgroup-verbs.js';
 import { registerImage } from './image.js';
 import { registerArchive } from './archive.js';
+import { registerNetwork } from './network.js';
 
 export interface GlobalOptions {
   root?: string;
@@ -60,6 +61,7 @@ export function buildProgram(): Command {
   registerCgroupVerbs(program); // after registerRun: it adds run's resource flags
   registerImage(program);
   registerArchive(program);
+  registerNetwork(program); // networking (issue 7): network create|ls|inspect|rm|connect|disconnect|prune, port
   return program;
 }
 

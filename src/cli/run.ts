@@ -10,6 +10,7 @@ import { validateSpec } from '../spec/validate.js';
 import type { GlobalOptions } from './main.js';
 import { addImageRunOptions, prepareImageRun, type ImageRunCliOptions } from './image.js';
 import type { OverlayLayers } from '../overlay/mount.js';
+import { addNetworkOptions, applyNetworkFlags, type NetworkFlags } from './network.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -49,7 +50,7 @@ function checkRootfs(rootfs: string): void {
 }
 
 export function registerRun(program: Command): void {
-  addImageRunOptions(program
+  addNetworkOptions(addImageRunOptions(program
     .command('run')
     .description('run a command in a new container')
     .usage('[options] IMAGE [COMMAND [ARG...]]  |  --rootfs DIR [options] [--] COMMAND [ARG...]  |  --bundle DIR')
@@ -73,7 +74,7 @@ export function registerRun(program: Command): void {
     .option('--ulimit <name=soft[:hard]>', 'set a resource limit', collect, [])
     .option('--privileged', 'give the container every capability and unmask /proc', false)
     .option('--security-opt <opt>', 'seccomp=PROFILE.json, seccomp=unconfined or no-new-privileges', collect, [])
-    .option('--name <name>', 'name the container'))
+    .option('--name <name>', 'name the container')))
     .action(async (command: string[], opts: RunCliOptions, cmd: Command) => {
       const globals = cmd.parent!.opts<GlobalOptions>();
       const paths = resolvePaths(globals.root);
@@ -107,6 +108,8 @@ export function registerRun(program: Command): void {
       }
       try {
         checkRootfs(rootfs);
+        // networking (issue 7): --network, -p, --dns...: spec edits now, attached at launch
+        if (!opts.bundle) await applyNetworkFlags(spec, opts as unknown as NetworkFlags, { paths, id, name: opts.name, image: opts.rootfs ? undefined : command[0] });
         const code = await runForeground(new LinuxKernel(), { id, spec, rootfs, bundle, paths, overlay, interactive: opts.interactive || !!opts.bundle });
         process.exitCode = code;
       } finally {

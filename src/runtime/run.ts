@@ -16,6 +16,7 @@ import { GATE_NAME } from './protocol.js';
 import { procStartTime } from './proc-scan.js';
 import { type Paths, collectGarbage, createStateDir, ownerNow, writeJson } from './state.js';
 import { ContainerCgroup, runOutcome } from '../cgroups/container.js';
+import { attachmentFromSpec, type NetworkAttachment } from '../network/attach.js';
 
 export interface RunRequest {
   id: string;
@@ -28,6 +29,12 @@ export interface RunRequest {
   /** -i: pass tsrun's stdin through; otherwise the container reads /dev/null */
   interactive: boolean;
   preserveFds?: number;
+  /**
+   * networking (issue 7): prepare() before launch, attach(pid) while the child waits at
+   * its gate, release() when it is gone. Default: what the spec's io.tsrun.network
+   * annotation asks for (none for a plain OCI spec).
+   */
+  network?: Pick<NetworkAttachment, 'prepare' | 'attach' | 'release'>;
 }
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
@@ -67,8 +74,11 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
   const state = { id: req.id, owner: ownerNow(), status: 'creating' as const, bundle: req.bundle, rootfs: req.rootfs, created: new Date().toISOString(), cgroupsPath: cgroup.path };
   let pid: number | undefined;
   let restoreTty: (() => void) | undefined;
+  let network: RunRequest['network']; // networking (issue 7)
   try {
     writeJson(join(dir, 'state.json'), state);
+    network = req.network ?? attachmentFromSpec(spec, req.paths, req.id);
+    await network?.prepare(); // ports reserved, /etc files written: a busy port fails here
     mkfifoSync(k, join(dir, GATE_NAME));
     cgroup.create(); // cgroups (issue 4)
     const stdio: SpawnStdio[] = [
@@ -90,6 +100,7 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
     );
     pid = launched.pid;
     cgroup.attach(pid); // cgroups (issue 4): limits, then the gated child, before execve
+    network?.attach(pid); // networking (issue 7): veth, address, routes, rules, before execve
     writeJson(join(dir, 'state.json'), { ...state, status: 'created', pid, pidStart: procStartTime(pid) });
     const exit = waitExit(k, pid);
     for (const s of FORWARDED) process.on(s, () => forward(k, pid!, s));
@@ -123,6 +134,11 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
     throw wrap('starting container', e);
   } finally {
     restoreTty?.();
+    try {
+      network?.release(); // networking (issue 7)
+    } catch {
+      /* collectNetworkGarbage retries once this process is gone */
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }

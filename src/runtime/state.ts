@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { isAlive, procStartTime, processesWithCwd } from './proc-scan.js';
 import type { Kernel } from '../linux/kernel.js';
 import { removeStaleCgroup, sweepEmptyCgroups } from '../cgroups/manager.js';
+import { collectNetworkGarbage } from '../network/attach.js';
 
 export interface Paths {
   root: string;
@@ -127,6 +128,11 @@ export function collectGarbage(k: Kernel, p: Paths): string[] {
     sweepEmptyCgroups(k); // cgroups (issue 4): stale ones whose state dir is gone
   } catch {
     /* best effort */
+  }
+  try {
+    collectNetworkGarbage(); // networking (issue 7): veths, addresses, rules of killed tsruns
+  } catch {
+    /* best effort: the next command retries */
   }
   return removed;
 }

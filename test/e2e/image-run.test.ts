@@ -32,7 +32,8 @@ beforeAll(async () => {
   await reg.push('test/whiteouts', 'latest', wh);
   const cfgImage = await buildImage({
     layers: [busyboxTarFiles(), [{ name: 'srv/', type: 'directory' }, { name: 'srv/app/', type: 'directory' }]],
-    config: { Entrypoint: ['/bin/echo', 'ep'], Cmd: ['default-cmd'], Env: ['PATH=/bin:/usr/bin', 'IMG=image', 'OVER=image'], WorkingDir: '/srv/app', User: 'user' },
+    config: { Entrypoint: ['/bin/echo', 'ep'], Cmd: ['default-cmd'], Env: ['PATH=/bin:/usr/bin', 'IMG=image', 'OVER=image'], WorkingDir: '/srv/app', User: 'user',
+      StopSignal: 'SIGQUIT', ExposedPorts: { '8080/tcp': {} }, Labels: { 'org.example.team': 'images' } },
   });
   await reg.push('test/config', 'latest', cfgImage);
   const many: TarFile[][] = [busyboxTarFiles()];
@@ -93,6 +94,17 @@ describe('tsrun run IMAGE', () => {
     expect(r.exitCode).toBe(125);
     expect(r.stderr).toMatch(/unable to find user ghost/);
     expect(readdirSync(join(sb.root, 'containers'))).toEqual([]);
+  });
+
+  it('image inspect keeps StopSignal, ExposedPorts and Labels', async () => {
+    const ref = `${reg.host}/test/config`;
+    expectExit(await sb.tsrun(['pull', '-q', ref]), 0);
+    const r = await sb.tsrun(['image', 'inspect', ref]);
+    expectExit(r, 0);
+    const [img] = JSON.parse(r.stdout) as { Config: Record<string, unknown>; RepoTags: string[]; RootFS: { Layers: string[] } }[];
+    expect(img!.Config).toMatchObject({ StopSignal: 'SIGQUIT', ExposedPorts: { '8080/tcp': {} }, Labels: { 'org.example.team': 'images' }, User: 'user' });
+    expect(img!.RepoTags).toEqual([`${ref}:latest`]);
+    expect(img!.RootFS.Layers).toHaveLength(2);
   });
 
   it(`runs an image with ${LAYERS} layers (beyond one page of overlay options)`, async () => {

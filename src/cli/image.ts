@@ -66,8 +66,9 @@ function splitTag(ref: string): { repository: string; tag: string } {
 function inspectJson(rec: ImageRecord): Record<string, unknown> {
   return {
     Id: rec.id,
-    RepoTags: rec.repoTags,
-    RepoDigests: rec.repoDigests,
+    // docker shows the familiar forms (busybox:latest, not docker.io/library/busybox:latest)
+    RepoTags: rec.repoTags.map(familiarRef),
+    RepoDigests: rec.repoDigests.map(familiarRef),
     Created: rec.created,
     Architecture: rec.platform.architecture,
     Os: rec.platform.os,

@@ -9,7 +9,7 @@
 // start-up (~50-70 ms) on every container start.
 import { parentPort, workerData } from 'node:worker_threads';
 import { mkdirSync } from 'node:fs';
-import { O, TIOCGPTN, TIOCSPTLCK, TIOCSWINSZ } from '../linux/constants.js';
+import { O, PR, TIOCGPTN, TIOCSPTLCK, TIOCSWINSZ } from '../linux/constants.js';
 import { LinuxKernel } from '../linux/libc.js';
 import { serializeError } from '../errors.js';
 import { enterNamespaces, planNamespaces, NS_FILE } from '../namespaces/index.js';
@@ -86,6 +86,13 @@ function run(plan: SetupPlan): void {
     k.ioctl(ptyMaster, TIOCSWINSZ, ws, 'start with the caller\'s window size');
   }
   k.umask(proc.user.umask ?? 0o022);
+  // CVE-2019-5736: until its execve the spawned child shares this process's memory, so
+  // its /proc/PID/exe is the host's node binary, and for `exec` it is already visible
+  // inside the container. A container root could open it there and, once no process
+  // runs node any more (ETXTBSY gone), reopen it for writing through /proc/self/fd.
+  // Non-dumpable memory makes /proc/PID/exe (and mem, fd, environ) need CAP_SYS_PTRACE
+  // over the host. The flag is per mm: it covers tsrun and the child; execve resets it.
+  k.prctl(PR.PR_SET_DUMPABLE, 0, 0, 'make tsrun and the not-yet-exec\'d child non-dumpable: no /proc/PID/exe of the host\'s node for the container');
   // seccomp(2) needs no_new_privs or CAP_SYS_ADMIN. With no_new_privs the filter goes
   // last, after applyCredentials sets it; without, it must go in while this thread still
   // has CAP_SYS_ADMIN, before the capabilities are dropped (runc's order too). The

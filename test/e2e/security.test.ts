@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectExit, useSandbox, type Sandbox } from '../helpers/sandbox.js';
 import { TempDirs, mountsUnder } from '../helpers/tempdirs.js';
+import { makeBundle, runtime, runtimeIds, waitForFile } from '../helpers/bundle.js';
 
 const PROBE_C = String.raw`#define _GNU_SOURCE
 #include <errno.h>
@@ -354,6 +355,51 @@ describe('security: CVE-2019-5736 (overwriting the runtime binary through /proc/
     expect(lines).toContain('self-refused');
     const after = statSync(node);
     expect([after.size, after.mtimeMs, after.ctimeMs]).toEqual([before.size, before.mtimeMs, before.ctimeMs]);
+  });
+});
+
+describe('security: CVE-2019-5736 during exec', () => {
+  const sb = useSandbox();
+
+  it('processes entering a running container (tsrun-runtime exec) expose no openable exe to it', async () => {
+    // The exec'd process is posix_spawned by a Node thread that joined the container's
+    // PID namespace: until its execve, /proc/PID/exe of that child is the host's node.
+    // A watcher inside keeps scanning for any exe that is not its own busybox and tries
+    // to open it for writing (without writing a byte).
+    const watch = [
+      'while [ ! -e /out/stop ]; do',
+      '  for p in /proc/[0-9]*; do',
+      '    e=$(readlink $p/exe 2>/dev/null) || continue',
+      '    [ "$e" = /bin/busybox ] && continue',
+      // The 2019 exploit's first step: hold a read-only fd on the runtime's binary and
+      // reopen it for writing through /proc/self/fd once the runtime has exited (and
+      // the text is no longer busy). So even opening it must fail.
+      '    if (exec 3< $p/exe) 2>/dev/null; then echo "OPENABLE $p $e" >> /out/log; fi',
+      '    if (: >> $p/exe) 2>/dev/null; then echo "WRITABLE $p $e" >> /out/log; fi',
+      '  done',
+      'done; echo finished >> /out/log',
+    ].join('\n');
+    const b = makeBundle(join(sb.dir, 'bundle'), { args: ['sh', '-c', watch] });
+    const root = join(sb.root, 'run');
+    const rt = (args: string[]) => runtime(args, { root, outDir: join(sb.dir, 'io') });
+    const node = statSync(process.execPath);
+    const id = 'cve-5736';
+    try {
+      expect((await rt(['create', '--bundle', b.dir, id])).exitCode).toBe(0);
+      expect((await rt(['start', id])).exitCode).toBe(0);
+      for (let i = 0; i < 6; i++) {
+        const r = await rt(['exec', id, 'true']);
+        expect(r.exitCode, r.stderr).toBe(0);
+      }
+      writeFileSync(join(b.out, 'stop'), '');
+      const log = await waitForFile(join(b.out, 'log'), /finished/);
+      expect(log).not.toContain('WRITABLE');
+      expect(log).not.toContain('OPENABLE');
+    } finally {
+      if (runtimeIds(root).includes(id)) await rt(['delete', '--force', id]);
+    }
+    const after = statSync(process.execPath);
+    expect([after.size, after.mtimeMs, after.ctimeMs]).toEqual([node.size, node.mtimeMs, node.ctimeMs]);
   });
 });
 

@@ -104,17 +104,22 @@ export function registerImage(program: Command): void {
     parent
       .command(name)
       .description('list images')
+      .argument('[repository[:tag]]', 'only this repository (and tag)')
       .option('-q, --quiet', 'print only image ids', false)
       .option('--no-trunc', 'do not shorten ids')
       .option('--digests', 'show digests', false)
       .option('--format <fmt>', 'table (default) or json: one JSON object per line')
-      .action((opts: { quiet: boolean; trunc: boolean; digests: boolean; format?: string }, cmd: Command) => {
+      .action((filter: string | undefined, opts: { quiet: boolean; trunc: boolean; digests: boolean; format?: string }, cmd: Command) => {
         const store = storeFor(cmd);
+        // docker: `images busybox` lists every tag of busybox; `images busybox:1` just that one
+        const want = filter ? parseReference(filter) : undefined;
+        const tagGiven = filter !== undefined && /:[^/]*$/.test(filter);
         const rows: { Repository: string; Tag: string; ID: string; Digest: string; CreatedSince: string; CreatedAt: string; Size: string; VirtualSize: string }[] = [];
         for (const rec of store.listImages()) {
           const id = opts.trunc ? hexOf(rec.id).slice(0, 12) : rec.id;
           const tags = rec.repoTags.length ? rec.repoTags.map(splitTag) : [{ repository: rec.repoDigests[0] ? familiarName(parseReference(rec.repoDigests[0])) : '<none>', tag: '<none>' }];
           for (const t of tags) {
+            if (want && (t.repository !== familiarName(want) || (tagGiven && t.tag !== want.tag))) continue;
             const dig = rec.repoDigests.find((d) => familiarName(parseReference(d)) === t.repository);
             rows.push({ Repository: t.repository, Tag: t.tag, ID: id, Digest: dig ? dig.slice(dig.indexOf('@') + 1) : '<none>', CreatedSince: ago(rec.created), CreatedAt: rec.created, Size: humanSize(rec.size), VirtualSize: humanSize(rec.size) });
           }

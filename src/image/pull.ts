@@ -214,10 +214,12 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
     if (!LAYER_TYPES.test(l.mediaType)) throw new TsrunError('IMAGE', `${name}: layer ${l.digest.slice(0, 19)} has unsupported media type ${l.mediaType}`, { hint: 'tsrun handles tar, tar+gzip and tar+zstd layers' });
   }
 
-  const cfgBlob = await withRetries(`config ${m.config.digest}`, 3, async () => {
-    const b = await client.getBlob(m.config!.digest);
-    return store.putBlob(b.body, m.config!.digest, m.config!.size);
-  });
+  const cfgBlob = store.hasBlob(m.config.digest)
+    ? { digest: m.config.digest, size: m.config.size }
+    : await withRetries(`config ${m.config.digest}`, 3, async () => {
+      const b = await client.getBlob(m.config!.digest);
+      return store.putBlob(b.body, m.config!.digest, m.config!.size);
+    });
   const config = JSON.parse((await store.readBlob(cfgBlob.digest)).toString('utf8')) as ImageConfigFile;
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== m.layers.length) {
@@ -228,12 +230,15 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
   }
 
   const jobs = m.layers.map((l, i) => ({ desc: l, diffId: diffIds[i]! }));
+  const before = store.getImage(cfgBlob.digest);
+  let fetched = 0;
   await pool(jobs, opts.concurrency ?? 4, async ({ desc, diffId }) => {
     if (store.hasLayer(diffId) && store.hasBlob(desc.digest)) {
       progress.layer(desc.digest, 'Already exists');
       return;
     }
     progress.layer(desc.digest, 'Pulling fs layer');
+    fetched++;
     await withRetries(`layer ${desc.digest.slice(0, 19)}`, 3, async () => {
       if (store.hasBlob(desc.digest)) {
         // The compressed blob is here (an earlier pull, a load): unpack from disk.
@@ -324,8 +329,9 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
   };
   const stored = await store.putImage(record);
   progress.line(`Digest: ${top.digest}`);
-  progress.line(`Status: Downloaded image for ${name}`);
-  return { ...stored, manifestDigest: top.digest === manifestDigest ? stored.manifestDigest : stored.manifestDigest };
+  const fresh = fetched > 0 || !before || !before.repoTags.every((t) => stored.repoTags.includes(t)) || (ref.tag !== undefined && !before.repoTags.includes(`${refName(ref)}:${ref.tag}`));
+  progress.line(fresh ? `Status: Downloaded newer image for ${name}` : `Status: Image is up to date for ${name}`);
+  return stored;
 }
 
 function diffMismatch(name: string, desc: Descriptor, want: string, got: string): TsrunError {

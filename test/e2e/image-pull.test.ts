@@ -57,6 +57,20 @@ describe('tsrun pull', () => {
     expect(table.stdout.split('\n')[0]).toMatch(/^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE$/);
   });
 
+  it('a second pull is up to date; images REPO[:TAG] filters', async () => {
+    const ref = `${reg.host}/test/busybox:1`;
+    expectExit(await sb.tsrun(['pull', '-q', ref]), 0);
+    expectExit(await sb.tsrun(['pull', '-q', `${reg.host}/test/multi`]), 0);
+    const again = await sb.tsrun(['pull', ref]);
+    expectExit(again, 0);
+    expect(again.stdout).toContain(`Status: Image is up to date for ${ref}`);
+    expect(again.stdout).not.toMatch(/Pulling fs layer|Downloading/);
+    const only = await sb.tsrun(['images', '--format', 'json', `${reg.host}/test/multi`]);
+    expect(only.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { Repository: string }).Repository)).toEqual([`${reg.host}/test/multi`]);
+    const none = await sb.tsrun(['images', '-q', `${reg.host}/test/multi:nope`]);
+    expect(none.stdout).toBe('');
+  });
+
   it('-q prints only the digest', async () => {
     const r = await sb.tsrun(['pull', '-q', `${reg.host}/test/busybox:1`]);
     expectExit(r, 0);

@@ -52,7 +52,8 @@ describe('core: PID namespace', () => {
   });
 
   it('sees its own children, numbered from 1', async () => {
-    const r = await sb.run(['sh', '-c', 'sleep 30 & echo $!; ps -o pid,comm; kill $!']);
+    // Wait until the child has exec'd sleep, or ps may still see it as a forked sh.
+    const r = await sb.run(['sh', '-c', 'sleep 30 & echo $!; while [ "$(cat /proc/$!/comm)" != sleep ]; do :; done; ps -o pid,comm; kill $!']);
     expectExit(r, 0);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toBe('2');
@@ -97,13 +98,22 @@ describe('core: UTS namespace', () => {
 describe('core: mount namespace', () => {
   const sb = useSandbox();
 
-  it('shows no host mount: only /, /proc, /dev and /sys trees, and no host mount point', async () => {
+  it('shows no host mount: only /, /proc, /dev and /sys trees, docker\'s /etc files, and no host mount point', async () => {
     const r = await sb.run(['cat', '/proc/self/mountinfo']);
     expectExit(r, 0);
     const inside = parseMountinfo(r.stdout);
     expect(inside.length).toBeGreaterThan(3);
     const points = inside.map((m) => m.mountPoint);
-    for (const p of points) expect(p, `unexpected mount ${p} in the container`).toMatch(/^\/$|^\/(proc|dev|sys)(\/|$)/);
+    const etcFiles = ['/etc/resolv.conf', '/etc/hosts', '/etc/hostname'];
+    for (const p of points) {
+      if (etcFiles.includes(p)) continue;
+      expect(p, `unexpected mount ${p} in the container`).toMatch(/^\/$|^\/(proc|dev|sys)(\/|$)/);
+    }
+    // Like docker, tsrun may bind its own generated /etc/resolv.conf, hosts and hostname;
+    // they must be per-container files under TSRUN_ROOT, never the host's /etc files.
+    for (const m of inside.filter((x) => etcFiles.includes(x.mountPoint))) {
+      expect(m.root.startsWith(sb.root + '/'), `${m.mountPoint} comes from ${m.root}`).toBe(true);
+    }
     // Mount points the host has outside those trees (/boot, /run, /work...) must not
     // appear, and the container's / must be our rootfs, not the host's.
     const hostPoints = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'))
@@ -137,19 +147,37 @@ describe('core: mount namespace', () => {
 describe('core: network namespace', () => {
   const sb = useSandbox();
 
-  it('shows no host network interface, only lo', async () => {
-    const hostIfs = Object.keys(networkInterfaces()).filter((n) => n !== 'lo');
-    const r = await sb.run(['sh', '-c', 'ls /sys/class/net; tail -n +3 /proc/net/dev | cut -d: -f1']);
+  // Interface names the host has, except lo (every namespace has its own lo).
+  const hostLinks = (): string[] => Object.keys(networkInterfaces()).filter((n) => n !== 'lo');
+  const listIfs = ['sh', '-c', 'echo $(ls /sys/class/net); tail -n +3 /proc/net/dev | cut -d: -f1'];
+
+  it('--network none: only lo', async () => {
+    const r = await sb.run(listIfs, ['--network', 'none']);
     expectExit(r, 0);
     const [sys, ...dev] = r.stdout.trim().split('\n');
     expect(sys).toBe('lo');
     expect(dev.map((d) => d.trim())).toEqual(['lo']);
-    for (const h of hostIfs) expect(r.stdout).not.toContain(h);
+  });
+
+  it('by default too, no host network interface is visible (the container\'s own may be)', async () => {
+    const host = hostLinks();
+    const r = await sb.run(listIfs);
+    expectExit(r, 0);
+    const inside = r.stdout.trim().split('\n')[0]!.split(' ');
+    expect(inside).toContain('lo');
+    // A veth peer inside is the container's own; the host's names (eth0 of the VM,
+    // docker0, the bridge, other containers' veths) must not show. A host link whose
+    // name the container reuses (eth0) is told apart by its MAC address.
+    for (const h of host) {
+      if (!inside.includes(h)) continue;
+      const r2 = await sb.run(['cat', `/sys/class/net/${h}/address`]);
+      expect(r2.stdout.trim(), `${h} in the container has the host's MAC`).not.toBe(readFileSync(`/sys/class/net/${h}/address`, 'utf8').trim());
+    }
   });
 
   it('brings lo up (runtime-spec: a fresh network namespace has loopback up)', async () => {
     // IFF_UP is bit 0 of /sys/class/net/lo/flags; a bare new netns has lo down (0x8).
-    const r = await sb.run(['sh', '-c', 'cat /sys/class/net/lo/flags; ping -c1 -W1 127.0.0.1 >/dev/null 2>&1 && echo ping-ok || echo ping-failed']);
+    const r = await sb.run(['sh', '-c', 'cat /sys/class/net/lo/flags; ping -c1 -W1 127.0.0.1 >/dev/null 2>&1 && echo ping-ok || echo ping-failed'], ['--network', 'none']);
     expectExit(r, 0);
     const [flags, ping] = r.stdout.trim().split('\n');
     expect(Number(flags) & 1, `lo flags ${flags}`).toBe(1);

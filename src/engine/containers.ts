@@ -1,0 +1,370 @@
+// Container records: what the engine remembers about a container between commands.
+//
+//   <root>/containers/<id>/config.json   the persistent record (this file's Record)
+//   <root>/containers/<id>/<id>-json.log  its logs (engine/logs.ts)
+//   <runRoot>/containers/<id>/state.json  runtime data (pid + start time, who watches it)
+//
+// The record says what was asked and what was observed; it never decides whether a
+// container runs. Status always comes from the kernel: the pid in the runtime state,
+// checked against its start time (pids are reused). runRoot is a tmpfs on real hosts,
+// so after a reboot the runtime state is gone and every container reads as exited.
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { TsrunError } from '../errors.js';
+import type { OverlayLayers } from '../overlay/mount.js';
+import { isAlive, procStartTime } from '../runtime/proc-scan.js';
+import { type Paths, type RuntimeState, readState, stateDir, writeJson } from '../runtime/state.js';
+import type { Spec } from '../spec/types.js';
+
+export type RestartName = 'no' | 'on-failure' | 'always' | 'unless-stopped';
+
+export interface HealthConfig {
+  test: string[];
+  intervalMs: number;
+  timeoutMs: number;
+  retries: number;
+  startPeriodMs: number;
+}
+
+export interface HostConfig {
+  autoRemove: boolean;
+  restartPolicy: { name: RestartName; maximumRetryCount: number };
+  logConfig: { type: 'json-file'; maxSize: number; maxFile: number };
+  init: boolean;
+}
+
+export interface HealthState {
+  status: 'starting' | 'healthy' | 'unhealthy';
+  failingStreak: number;
+  log: Array<{ start: string; end: string; exitCode: number; output: string }>;
+}
+
+export interface ObservedState {
+  startedAt?: string;
+  finishedAt?: string;
+  exitCode?: number;
+  /** the process ended while nothing that could wait for it was its parent */
+  exitUnknown?: boolean;
+  oomKilled?: boolean;
+  restartCount: number;
+  /** stop/kill by a user: `unless-stopped` and `always` do not restart it */
+  stoppedByUser?: boolean;
+  error?: string;
+  health?: HealthState;
+}
+
+export interface Record {
+  id: string;
+  name: string;
+  created: string;
+  image: string;
+  /** the argv the container runs (after --init is added) */
+  path: string;
+  args: string[];
+  spec: Spec;
+  rootfs: string;
+  bundle: string;
+  overlay?: OverlayLayers;
+  /** run in a tsrun process's foreground (not watched by the monitor) */
+  foreground: boolean;
+  stopSignal: string;
+  stopTimeout: number;
+  healthcheck?: HealthConfig;
+  hostConfig: HostConfig;
+  state: ObservedState;
+}
+
+/** Runtime data of a container that the monitor watches; also a RuntimeState for collectGarbage. */
+export interface MonitorState extends RuntimeState {
+  monitor?: { pid: number; start: number };
+  paused?: boolean;
+  restarting?: boolean;
+}
+
+export type Status = 'created' | 'running' | 'paused' | 'restarting' | 'exited' | 'dead';
+
+const ID_RE = /^[0-9a-f]{64}$/;
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+export function recordsDir(p: Paths): string {
+  return join(p.root, 'containers');
+}
+
+export function recordDir(p: Paths, id: string): string {
+  return join(recordsDir(p), id);
+}
+
+function recordFile(p: Paths, id: string): string {
+  return join(recordDir(p, id), 'config.json');
+}
+
+export function checkName(name: string): void {
+  if (!NAME_RE.test(name) || name.length > 128) {
+    throw new TsrunError('USAGE', `invalid container name "${name}"`, { hint: 'use [a-zA-Z0-9][a-zA-Z0-9_.-]*' });
+  }
+}
+
+/** Reads a record; a corrupt one is reported with its path, never half-trusted. */
+export function readRecord(p: Paths, id: string): Record {
+  let text: string;
+  try {
+    text = readFileSync(recordFile(p, id), 'utf8');
+  } catch {
+    throw new TsrunError('NO_SUCH_CONTAINER', `no such container: ${id}`);
+  }
+  let r: Record;
+  try {
+    r = JSON.parse(text) as Record;
+  } catch (e) {
+    throw new TsrunError('STATE', `the record of container ${id.slice(0, 12)} is corrupt: ${recordFile(p, id)}: ${(e as Error).message}`, { hint: `remove it with: tsrun rm -f ${id}` });
+  }
+  if (r.id !== id || typeof r.name !== 'string' || !r.spec || !r.state || !r.hostConfig) {
+    throw new TsrunError('STATE', `the record of container ${id.slice(0, 12)} is corrupt: ${recordFile(p, id)}: fields missing or wrong`, { hint: `remove it with: tsrun rm -f ${id}` });
+  }
+  return r;
+}
+
+export function writeRecord(p: Paths, r: Record): void {
+  mkdirSync(recordDir(p, r.id), { recursive: true, mode: 0o711 });
+  writeJson(recordFile(p, r.id), r);
+}
+
+/** Read-modify-write of the observed state under the container's lock. */
+export function updateState(p: Paths, id: string, f: (s: ObservedState, r: Record) => void): Record | null {
+  return withLock(p, `c-${id}`, () => {
+    let r: Record;
+    try {
+      r = readRecord(p, id);
+    } catch {
+      return null; // removed meanwhile
+    }
+    f(r.state, r);
+    writeRecord(p, r);
+    return r;
+  });
+}
+
+export interface ListedRecord {
+  id: string;
+  record: Record | null;
+  /** why the record could not be read */
+  error?: string;
+}
+
+/** Every container dir with a record; corrupt ones are listed with their error. Image-run dirs without a record are skipped. */
+export function listRecords(p: Paths): ListedRecord[] {
+  let ids: string[];
+  try {
+    ids = readdirSync(recordsDir(p));
+  } catch {
+    return [];
+  }
+  const out: ListedRecord[] = [];
+  for (const id of ids) {
+    if (!ID_RE.test(id) || !existsSync(recordFile(p, id))) continue;
+    try {
+      out.push({ id, record: readRecord(p, id) });
+    } catch (e) {
+      out.push({ id, record: null, error: (e as Error).message });
+    }
+  }
+  return out;
+}
+
+/** A full id, a unique id prefix, or a name (docker: an exact name or id wins over a prefix). */
+export function resolveContainer(p: Paths, ref: string): string {
+  const all = listRecords(p);
+  const exact = all.find((c) => c.id === ref || c.record?.name === ref || c.record?.name === ref.replace(/^\//, ''));
+  if (exact) return exact.id;
+  if (/^[0-9a-f]+$/.test(ref)) {
+    const m = all.filter((c) => c.id.startsWith(ref));
+    if (m.length === 1) return m[0]!.id;
+    if (m.length > 1) throw new TsrunError('USAGE', `container id prefix "${ref}" is ambiguous: it matches ${m.length} containers`, { hint: 'give more characters of the id' });
+  }
+  throw new TsrunError('NO_SUCH_CONTAINER', `no such container: ${ref}`);
+}
+
+export function loadContainer(p: Paths, ref: string): Record {
+  return readRecord(p, resolveContainer(p, ref));
+}
+
+// ---------------------------------------------------------------------------------
+// Locks: an O_EXCL file holding the owner's pid and start time. A lock whose owner is
+// gone (kill -9 while holding it) is broken; a live owner is waited for.
+
+function lockPath(p: Paths, name: string): string {
+  return join(p.root, 'locks', `${name}.lock`);
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+export function withLock<T>(p: Paths, name: string, f: () => T, timeoutMs = 15_000): T {
+  const path = lockPath(p, name);
+  mkdirSync(join(p.root, 'locks'), { recursive: true, mode: 0o700 });
+  const me = `${process.pid} ${procStartTime(process.pid) ?? 0}\n`;
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; ; i++) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      writeSync(fd, me);
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let owner = '';
+    try {
+      owner = readFileSync(path, 'utf8');
+    } catch {
+      continue; // released meanwhile
+    }
+    const [pid, start] = owner.trim().split(' ').map(Number);
+    // An empty file is a holder between its open and its write: wait for it.
+    if (owner.endsWith('\n') && pid && !isAlive(pid, start ?? -1)) {
+      // Break it by renaming first, so two breakers cannot both remove a fresh lock.
+      const stale = `${path}.stale-${process.pid}`;
+      try {
+        renameSync(path, stale);
+        if (readFileSync(stale, 'utf8') === owner) rmSync(stale, { force: true });
+        else renameSync(stale, path); // someone else's fresh lock: put it back
+      } catch {
+        /* another breaker got there first */
+      }
+      continue;
+    }
+    if (Date.now() > deadline) throw new TsrunError('STATE', `timed out waiting for the lock ${path} (held by pid ${pid})`, { hint: 'if that process is stuck, kill it; a dead holder\'s lock is broken automatically' });
+    sleepSync(Math.min(2 + i, 20));
+  }
+  try {
+    return f();
+  } finally {
+    try {
+      unlinkSync(path);
+    } catch {
+      /* broken by someone who thought us dead: nothing to release */
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Names: docker's adjective_surname style, unique under the names lock.
+
+const ADJ = ['admiring', 'brave', 'clever', 'dreamy', 'eager', 'focused', 'gallant', 'happy', 'jolly', 'keen', 'loving', 'modest', 'nifty', 'optimistic', 'pensive', 'quirky', 'relaxed', 'serene', 'tender', 'upbeat', 'vibrant', 'wizardly', 'xenial', 'youthful', 'zealous'];
+const NOUN = ['archimedes', 'babbage', 'curie', 'dijkstra', 'euler', 'fermat', 'gauss', 'hopper', 'ishango', 'jennings', 'knuth', 'lovelace', 'mccarthy', 'noether', 'ostrom', 'pascal', 'ritchie', 'shannon', 'thompson', 'turing', 'varahamihira', 'wozniak', 'yonath', 'zuse'];
+
+function generateName(taken: Set<string>): string {
+  for (let i = 0; ; i++) {
+    const a = ADJ[Math.floor(Math.random() * ADJ.length)]!;
+    const n = NOUN[Math.floor(Math.random() * NOUN.length)]!;
+    const name = i < 20 ? `${a}_${n}` : `${a}_${n}${i}`;
+    if (!taken.has(name)) return name;
+  }
+}
+
+/** Writes a new record with a unique name; throws when the name is taken (docker's message). */
+export function createRecord(p: Paths, r: Omit<Record, 'name'> & { name?: string }): Record {
+  if (r.name) checkName(r.name);
+  return withLock(p, 'names', () => {
+    const taken = new Map(listRecords(p).filter((c) => c.record).map((c) => [c.record!.name, c.id]));
+    if (r.name && taken.has(r.name)) {
+      throw new TsrunError('STATE', `the container name "/${r.name}" is already in use by container "${taken.get(r.name)}"`, { hint: 'remove or rename that container, or pick another name' });
+    }
+    const full: Record = { ...r, name: r.name ?? generateName(new Set(taken.keys())) };
+    writeRecord(p, full);
+    return full;
+  });
+}
+
+export function renameRecord(p: Paths, ref: string, newName: string): void {
+  checkName(newName);
+  withLock(p, 'names', () => {
+    const id = resolveContainer(p, ref);
+    const other = listRecords(p).find((c) => c.record?.name === newName);
+    if (other && other.id !== id) throw new TsrunError('STATE', `the container name "/${newName}" is already in use by container "${other.id}"`);
+    updateState(p, id, (_s, r) => {
+      r.name = newName;
+    });
+  });
+}
+
+/** Removes the record, its logs and (for image runs) the overlay's upper and work dirs. */
+export function removeRecord(p: Paths, id: string): void {
+  rmSync(recordDir(p, id), { recursive: true, force: true });
+  rmSync(stateDir(p, id), { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------------------------
+// Status from the kernel.
+
+function isZombieOrGone(pid: number, start: number): boolean {
+  if (procStartTime(pid) !== start) return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+export function runtimeState(p: Paths, id: string): MonitorState | null {
+  return readState(stateDir(p, id)) as MonitorState | null;
+}
+
+export interface Observed {
+  status: Status;
+  pid: number;
+  rt: MonitorState | null;
+  /** who watches it (the monitor or a foreground tsrun) is alive */
+  watcherAlive: boolean;
+}
+
+export function observe(p: Paths, r: Record): Observed {
+  const rt = runtimeState(p, r.id);
+  const watcher = rt?.owner ?? rt?.monitor;
+  const watcherAlive = !!watcher && isAlive(watcher.pid, watcher.start);
+  if (rt?.pid && rt.pidStart && !isZombieOrGone(rt.pid, rt.pidStart)) {
+    return { status: rt.paused ? 'paused' : 'running', pid: rt.pid, rt, watcherAlive };
+  }
+  if (rt?.restarting && watcherAlive) return { status: 'restarting', pid: 0, rt, watcherAlive };
+  if (rt && watcherAlive && rt.status === 'creating') return { status: 'created', pid: 0, rt, watcherAlive };
+  if (!r.state.startedAt) return { status: 'created', pid: 0, rt, watcherAlive };
+  return { status: 'exited', pid: 0, rt, watcherAlive };
+}
+
+/**
+ * A container whose process is gone but whose record never got an exit (its watcher was
+ * killed, or the host rebooted): record it as exited with an unknown code (255, docker's
+ * "unknown" status too), and drop the runtime state. Only when no live watcher could
+ * still record the real code.
+ */
+export function repairIfOrphaned(p: Paths, r: Record, o: Observed = observe(p, r)): Record {
+  if (o.status !== 'exited' || o.watcherAlive) return r;
+  if (o.rt) {
+    // The runtime state of a dead container: nothing will clean it up but us.
+    rmSync(stateDir(p, r.id), { recursive: true, force: true });
+  }
+  if (r.state.finishedAt || !r.state.startedAt) return r;
+  return updateState(p, r.id, (s) => {
+    if (s.finishedAt) return;
+    s.finishedAt = new Date().toISOString();
+    s.exitCode = 255;
+    s.exitUnknown = true;
+    s.error = 'the container exited while no tsrun process was watching it: its exit status is unknown';
+  }) ?? r;
+}
+
+export function writeRuntimeState(p: Paths, s: MonitorState): void {
+  mkdirSync(stateDir(p, s.id), { recursive: true, mode: 0o711 });
+  writeJson(join(stateDir(p, s.id), 'state.json'), s);
+}
+
+export function parseRestart(text: string | undefined): HostConfig['restartPolicy'] {
+  const t = text ?? 'no';
+  const m = /^(no|always|unless-stopped|on-failure)(?::(\d+))?$/.exec(t);
+  if (!m || (m[2] !== undefined && m[1] !== 'on-failure')) {
+    throw new TsrunError('USAGE', `invalid restart policy "${t}"`, { hint: 'use no, always, unless-stopped or on-failure[:max-retries]' });
+  }
+  return { name: m[1] as RestartName, maximumRetryCount: m[2] ? Number(m[2]) : 0 };
+}

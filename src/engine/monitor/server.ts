@@ -1,0 +1,679 @@
+// The shared monitor: one Node process (`tsrun __monitor`) for every detached
+// container under one root. It launches them with the runtime core (so it is their
+// parent and can waitid() them), writes their logs, records their exits and applies
+// restart policies. It is started on demand and exits when nothing is left to watch.
+//
+// Budget: one Node process (~40-50 MB) for any number of containers, against one per
+// container (docker's shim model), is what keeps the cost per container near zero.
+//
+// Crash safety:
+//   - Each container's stdout/stderr is a FIFO under its runtime dir that the container
+//     opened read-write: it holds a reader itself, so it never gets EPIPE/SIGPIPE while
+//     no monitor runs (writes block once the 64 KiB pipe is full). A new monitor
+//     reopens the FIFOs and drains them.
+//   - A container whose monitor was killed is reparented to init. A new monitor adopts
+//     it by pid + start time and polls it; when it dies, init reaped it, so its exit code
+//     is unknown: it is recorded as 255 with exitUnknown (documented in `inspect`).
+import { closeSync, constants as FS, existsSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import type { Kernel, SpawnStdio } from '../../linux/kernel.js';
+import { TsrunError, wrap } from '../../errors.js';
+import { killQuietly, launch, openGate } from '../../runtime/launcher.js';
+import { GATE_NAME } from '../../runtime/protocol.js';
+import { isAlive, procStartTime } from '../../runtime/proc-scan.js';
+import { type Paths, stateDir } from '../../runtime/state.js';
+import { lastCap } from '../../security/capabilities.js';
+import { ContainerCgroup } from '../../cgroups/container.js';
+import { detectCgroups } from '../../cgroups/detect.js';
+import { removeStaleCgroup } from '../../cgroups/manager.js';
+import { relativeCgroupPath } from '../../cgroups/ctl.js';
+import { type MonitorState, type Record, listRecords, readRecord, recordDir, removeRecord, repairIfOrphaned, runtimeState, updateState, writeRuntimeState, observe } from '../containers.js';
+import { LogWriter, logPath } from '../logs.js';
+import type { MonitorReply, MonitorRequest } from './protocol.js';
+import { socketPath } from './protocol.js';
+import { runHealthcheck } from './health.js';
+import { attachmentFromSpec, type NetworkAttachment } from '../../network/attach.js';
+
+interface Watched {
+  id: string;
+  pid: number;
+  pidStart: number;
+  /** our child (waitid works) or adopted from a dead monitor (polled) */
+  child: boolean;
+  cgroup: ContainerCgroup | null;
+  cgroupsPath: string;
+  logs: LogWriter;
+  pipes: net.Socket[];
+  waiters: Array<(code: number) => void>;
+  healthTimer?: NodeJS.Timeout;
+  stopRequested: boolean;
+  /** networking (issue 7): released when the container is gone */
+  network?: NetworkAttachment;
+}
+
+const PIPE_NAMES = ['stdout', 'stderr'] as const;
+
+export class Monitor {
+  private readonly watched = new Map<string, Watched>();
+  private readonly restartTimers = new Map<string, NodeJS.Timeout>();
+  /** containers being started: their exit waiters wait for the start to settle */
+  private readonly starting = new Set<string>();
+  private readonly known = new Set<number>();
+  private server: net.Server | null = null;
+  private active = 0;
+  /** exits being recorded (logs drained, cgroup removed, record written) */
+  private finishing = 0;
+  private launchChain: Promise<unknown> = Promise.resolve();
+  private readonly me: { pid: number; start: number };
+  private exiting = false;
+  private idleTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly k: Kernel,
+    private readonly paths: Paths,
+  ) {
+    this.me = { pid: process.pid, start: procStartTime(process.pid) ?? 0 };
+  }
+
+  private log(msg: string): void {
+    process.stdout.write(`${new Date().toISOString()} monitor[${process.pid}]: ${msg}\n`);
+  }
+
+  /** Takes the monitor lock, adopts what a dead monitor left, listens. Returns false when another monitor serves. */
+  async start(): Promise<boolean> {
+    mkdirSync(this.paths.runRoot, { recursive: true, mode: 0o711 });
+    if (!(await this.takeLock())) return false;
+    try {
+      unlinkSync(socketPath(this.paths.runRoot));
+    } catch {
+      /* none */
+    }
+    this.adoptAll();
+    process.on('SIGCHLD', () => this.reap());
+    // A reaper that also catches exits whose SIGCHLD coalesced with another.
+    setInterval(() => {
+      this.reap();
+      this.pollAdopted();
+    }, 500);
+    this.server = net.createServer((c) => this.connection(c));
+    await new Promise<void>((res, rej) => {
+      this.server!.once('error', rej);
+      this.server!.listen(socketPath(this.paths.runRoot), () => res());
+    });
+    this.log(`listening on ${socketPath(this.paths.runRoot)}`);
+    // The command that started us connects within moments; give it time before idling out.
+    this.scheduleIdleCheck(5000);
+    return true;
+  }
+
+  private lockFile(): string {
+    return join(this.paths.runRoot, 'monitor.pid');
+  }
+
+  private async takeLock(): Promise<boolean> {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        const fd = openSync(this.lockFile(), 'wx', 0o600);
+        writeFileSync(fd, `${this.me.pid} ${this.me.start}\n`);
+        closeSync(fd);
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      let owner = '';
+      try {
+        owner = readFileSync(this.lockFile(), 'utf8');
+      } catch {
+        continue;
+      }
+      const [pid, start] = owner.trim().split(' ').map(Number);
+      if (owner.endsWith('\n') && pid && !isAlive(pid, start ?? -1)) {
+        try {
+          if (readFileSync(this.lockFile(), 'utf8') === owner) unlinkSync(this.lockFile());
+        } catch {
+          /* raced with another new monitor */
+        }
+        continue;
+      }
+      // A live monitor: if it answers, it serves; if it is on its way out, wait for it.
+      if (await pingSocket(socketPath(this.paths.runRoot))) return false;
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  private adoptAll(): void {
+    for (const { id, record } of listRecords(this.paths)) {
+      if (!record || record.foreground) continue;
+      const rt = runtimeState(this.paths, id);
+      if (!rt) continue;
+      if (rt.pid && rt.pidStart && observe(this.paths, record).status !== 'exited') {
+        this.adopt(record, rt);
+      } else if (!rt.monitor || !isAlive(rt.monitor.pid, rt.monitor.start)) {
+        // Died (or never started) while no monitor watched it.
+        if (rt.cgroupsPath) this.removeCgroupQuietly(rt.cgroupsPath);
+        repairIfOrphaned(this.paths, record);
+      }
+    }
+  }
+
+  private adopt(r: Record, rt: MonitorState): void {
+    const dir = stateDir(this.paths, r.id);
+    const w: Watched = {
+      id: r.id, pid: rt.pid!, pidStart: rt.pidStart!, child: false, cgroup: null, cgroupsPath: rt.cgroupsPath ?? '',
+      logs: new LogWriter(logPath(recordDir(this.paths, r.id), r.id), r.hostConfig.logConfig.maxSize, r.hostConfig.logConfig.maxFile),
+      pipes: [], waiters: [], stopRequested: false,
+    };
+    for (const s of PIPE_NAMES) {
+      const fifo = join(dir, `${s}.fifo`);
+      if (existsSync(fifo)) w.pipes.push(this.readPipe(fifo, s, w.logs));
+    }
+    writeRuntimeState(this.paths, { ...rt, monitor: this.me });
+    this.watched.set(r.id, w);
+    this.startHealth(r, w);
+    this.log(`adopted ${r.id.slice(0, 12)} (pid ${w.pid})`);
+  }
+
+  private readPipe(fifo: string, stream: 'stdout' | 'stderr', logs: LogWriter): net.Socket {
+    // O_RDWR: never EOF while the container runs, and epoll-able by libuv (a pipe in a
+    // net.Socket), so 100 streams do not tie up libuv's 4 blocking fs threads.
+    const fd = openSync(fifo, FS.O_RDWR | FS.O_NONBLOCK);
+    const sock = new net.Socket({ fd, readable: true, writable: false });
+    sock.on('data', (chunk: Buffer) => logs.write(stream, chunk));
+    sock.on('error', () => {});
+    return sock;
+  }
+
+  // --------------------------------------------------------------------------------
+
+  private connection(c: net.Socket): void {
+    this.active++;
+    let buf = '';
+    let done = false;
+    const finish = (reply: MonitorReply): void => {
+      if (done) return;
+      done = true;
+      this.active--;
+      const exiting = this.idle();
+      c.end(JSON.stringify({ ...reply, monitorPid: process.pid, exiting }) + '\n');
+      if (exiting) this.scheduleIdleCheck(0);
+    };
+    c.on('error', () => finish({ ok: false }));
+    c.on('close', () => finish({ ok: false }));
+    c.on('data', (d) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      let req: MonitorRequest;
+      try {
+        req = JSON.parse(buf.slice(0, nl)) as MonitorRequest;
+      } catch {
+        finish({ ok: false, error: { code: 'INTERNAL', message: 'bad request' } });
+        return;
+      }
+      this.handle(req).then(finish, (e: unknown) => {
+        const err = e instanceof TsrunError ? e : wrap('monitor', e, 'INTERNAL');
+        finish({ ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
+      });
+    });
+  }
+
+  private async handle(req: MonitorRequest): Promise<MonitorReply> {
+    switch (req.op) {
+      case 'ping':
+        return { ok: true };
+      case 'start': {
+        this.cancelRestart(req.id);
+        const pid = await this.startContainer(req.id, false);
+        return { ok: true, pid };
+      }
+      case 'stop': {
+        this.cancelRestart(req.id);
+        const w = this.watched.get(req.id);
+        if (!w) return { ok: true, exitCode: this.recordedExit(req.id) };
+        w.stopRequested = true;
+        updateState(this.paths, req.id, (s) => {
+          s.stoppedByUser = true;
+        });
+        const exited = this.exitOf(w);
+        this.thaw(w);
+        this.signal(w, req.signal ?? 15);
+        const timeout = (req.timeout ?? 10) * 1000;
+        const timer = setTimeout(() => this.signal(w, 9), Math.max(0, timeout));
+        const code = await exited;
+        clearTimeout(timer);
+        return { ok: true, exitCode: code };
+      }
+      case 'kill': {
+        const w = this.watched.get(req.id);
+        if (!w) throw new TsrunError('STATE', `container ${req.id.slice(0, 12)} is not running`);
+        if (req.signal === 9 || req.signal === 15) {
+          // docker: a kill by the user counts as a manual stop for unless-stopped.
+          w.stopRequested = true;
+          this.cancelRestart(req.id);
+        }
+        if (req.signal === 9) this.thaw(w);
+        this.signal(w, req.signal);
+        return { ok: true };
+      }
+      case 'wait': {
+        for (;;) {
+          const w = this.watched.get(req.id);
+          if (w) {
+            await this.exitOf(w);
+            if (this.restartTimers.has(req.id)) {
+              // docker's wait (condition not-running) returns at the first exit.
+            }
+            return { ok: true, exitCode: this.recordedExit(req.id) };
+          }
+          if (this.starting.has(req.id)) {
+            await new Promise((r) => setTimeout(r, 20));
+            continue;
+          }
+          return { ok: true, exitCode: this.recordedExit(req.id) };
+        }
+      }
+      case 'pause':
+      case 'unpause': {
+        const w = this.watched.get(req.id);
+        if (!w) throw new TsrunError('STATE', `container ${req.id.slice(0, 12)} is not running`);
+        this.freeze(w, req.op === 'pause');
+        const rt = runtimeState(this.paths, req.id);
+        if (rt) writeRuntimeState(this.paths, { ...rt, paused: req.op === 'pause' });
+        return { ok: true };
+      }
+      case 'forget': {
+        this.cancelRestart(req.id);
+        const w = this.watched.get(req.id);
+        if (w) {
+          w.stopRequested = true;
+          const exited = this.exitOf(w);
+          this.thaw(w);
+          this.signal(w, 9);
+          await exited;
+        }
+        return { ok: true };
+      }
+    }
+  }
+
+  private recordedExit(id: string): number {
+    try {
+      return readRecord(this.paths, id).state.exitCode ?? 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  private exitOf(w: Watched): Promise<number> {
+    return new Promise((res) => w.waiters.push(res));
+  }
+
+  private signal(w: Watched, sig: number): void {
+    try {
+      this.k.kill(w.pid, sig, `deliver signal ${sig} to container ${w.id.slice(0, 12)}`);
+    } catch {
+      /* already gone */
+    }
+  }
+
+  // --------------------------------------------------------------------------------
+  // Freezer: the cgroup v1 freezer (FROZEN/THAWED) or v2's cgroup.freeze.
+
+  private freezerFile(w: Watched): { file: string; frozen: string; thawed: string } | null {
+    const layout = detectCgroups();
+    const rel = relativeCgroupPath(w.cgroupsPath);
+    if (layout.choice.freezer === 'v1' && layout.v1.freezer) return { file: join(layout.v1.freezer, rel, 'freezer.state'), frozen: 'FROZEN', thawed: 'THAWED' };
+    if (layout.v2) return { file: join(layout.v2.mount, rel, 'cgroup.freeze'), frozen: '1', thawed: '0' };
+    return null;
+  }
+
+  private freeze(w: Watched, on: boolean): void {
+    const f = this.freezerFile(w);
+    if (!f || !existsSync(f.file)) throw new TsrunError('CGROUP', 'this container has no freezer cgroup', { hint: 'pause needs the v1 freezer or cgroup v2' });
+    this.k.writeFile(f.file, on ? f.frozen : f.thawed, on ? 'freeze every task of the container (cgroup freezer)' : 'thaw the container');
+  }
+
+  private thaw(w: Watched): void {
+    try {
+      const rt = runtimeState(this.paths, w.id);
+      if (rt?.paused) {
+        this.freeze(w, false);
+        writeRuntimeState(this.paths, { ...rt, paused: false });
+      }
+    } catch {
+      /* best effort: a frozen v1 task does not act on SIGKILL until thawed */
+    }
+  }
+
+  // --------------------------------------------------------------------------------
+
+  /** Launches are serialized: launch() finds the new child as "a child of ours not seen before". */
+  serial<T>(f: () => Promise<T>): Promise<T> {
+    const p = this.launchChain.then(f);
+    this.launchChain = p.catch(() => {});
+    return p;
+  }
+
+  private startContainer(id: string, restart: boolean): Promise<number> {
+    if (this.starting.has(id)) return Promise.reject(new TsrunError('STATE', `container ${id.slice(0, 12)} is being started already`));
+    this.starting.add(id);
+    return this.doStart(id, restart).finally(() => this.starting.delete(id));
+  }
+
+  private async doStart(id: string, restart: boolean): Promise<number> {
+    const r = readRecord(this.paths, id);
+    if (this.watched.has(id)) throw new TsrunError('STATE', `container ${id.slice(0, 12)} is already running`);
+    const o = observe(this.paths, r);
+    if (o.status === 'running' || o.status === 'paused') throw new TsrunError('STATE', `container ${id.slice(0, 12)} is running under another watcher (pid ${o.pid})`);
+    const dir = stateDir(this.paths, id);
+    rmSync(dir, { recursive: true, force: true });
+    const cgroup = new ContainerCgroup(this.k, id, r.spec);
+    const base: MonitorState = { id, status: 'creating', monitor: this.me, bundle: r.bundle, rootfs: r.rootfs, created: r.created, cgroupsPath: cgroup.path };
+    writeRuntimeState(this.paths, base);
+    const logs = new LogWriter(logPath(recordDir(this.paths, id), id), r.hostConfig.logConfig.maxSize, r.hostConfig.logConfig.maxFile);
+    const pipes: net.Socket[] = [];
+    const childFds: number[] = [];
+    let pid: number | undefined;
+    let network: NetworkAttachment | undefined;
+    try {
+      // networking (issue 7): the same three steps as a foreground run; the monitor owns the endpoint.
+      network = attachmentFromSpec(r.spec, this.paths, id);
+      await network?.prepare();
+      this.k.mkfifo(join(dir, GATE_NAME), 0o644);
+      for (const s of PIPE_NAMES) {
+        const fifo = join(dir, `${s}.fifo`);
+        this.k.mkfifo(fifo, 0o600, `the container's ${s}: a FIFO the monitor reads and a new monitor can reopen`);
+        pipes.push(this.readPipe(fifo, s, logs));
+        // The container's end is read-write too: it holds a reader itself, so a killed
+        // monitor never turns its writes into SIGPIPE.
+        childFds.push(openSync(fifo, FS.O_RDWR));
+      }
+      cgroup.create();
+      const stdio: SpawnStdio[] = [
+        { fd: 0, from: { path: '/dev/null', flags: 0 } },
+        { fd: 1, from: { parentFd: childFds[0]! } },
+        { fd: 2, from: { parentFd: childFds[1]! } },
+      ];
+      const launched = await this.serial(() => launch(
+        this.k,
+        {
+          mode: 'create', spec: r.spec, rootfs: r.rootfs, overlay: r.overlay, bundle: r.bundle, stateDir: dir,
+          tty: null, stdio, preserveFds: 0, trace: 'off', color: false,
+          lastCap: lastCap(() => readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')),
+          cgroupThreadFiles: cgroup.threadFiles(),
+        },
+        this.known,
+      ).then((l) => {
+        this.known.add(l.pid);
+        return l;
+      }));
+      pid = launched.pid;
+      for (const fd of childFds.splice(0)) closeSync(fd);
+      cgroup.attach(pid);
+      network?.attach(pid);
+      const pidStart = procStartTime(pid) ?? 0;
+      writeRuntimeState(this.paths, { ...base, status: 'created', pid, pidStart });
+      const w: Watched = { id, pid, pidStart, child: true, cgroup, cgroupsPath: cgroup.path, logs, pipes, waiters: [], stopRequested: false, ...(network ? { network } : {}) };
+      // Recorded before the gate opens: the reaper may record an exit as soon as it does.
+      updateState(this.paths, id, (s) => {
+        s.startedAt = new Date().toISOString();
+        delete s.finishedAt;
+        delete s.exitCode;
+        delete s.exitUnknown;
+        delete s.error;
+        s.oomKilled = false;
+        s.stoppedByUser = false;
+        if (restart) s.restartCount += 1;
+        if (s.health) s.health = { status: 'starting', failingStreak: 0, log: [] };
+      });
+      this.watched.set(id, w);
+      openGate(this.k, dir, pid);
+      try {
+        rmSync(join(dir, GATE_NAME), { force: true });
+        await launched.started;
+      } catch (e) {
+        // execve failed: the child exits 127 (glibc); the reaper records it.
+        updateState(this.paths, id, (s) => {
+          s.error = (e as Error).message;
+        });
+        throw e;
+      }
+      if (this.watched.get(id) === w) writeRuntimeState(this.paths, { ...base, status: 'running', pid, pidStart });
+      this.startHealth(readRecord(this.paths, id), w);
+      this.reap(); // it may have exited already
+      return pid;
+    } catch (e) {
+      for (const fd of childFds) closeSync(fd);
+      if (pid === undefined || !this.watched.has(id)) {
+        if (pid !== undefined) killQuietly(this.k, pid);
+        for (const s of pipes) s.destroy();
+        logs.close();
+        try {
+          cgroup.remove();
+        } catch {
+          /* swept later */
+        }
+        try {
+          network?.release();
+        } catch {
+          /* collectNetworkGarbage retries */
+        }
+        rmSync(dir, { recursive: true, force: true });
+        updateState(this.paths, id, (s) => {
+          s.error = (e as Error).message;
+        });
+      }
+      throw wrap('starting container', e);
+    }
+  }
+
+  private startHealth(r: Record, w: Watched): void {
+    if (!r.healthcheck || r.healthcheck.test.length === 0) return;
+    const hc = r.healthcheck;
+    const begun = Date.now();
+    const tick = async (): Promise<void> => {
+      if (!this.watched.has(w.id)) return;
+      const res = await runHealthcheck(this.k, this.paths, w.id, hc, (f) => this.serial(f), this.known).catch((e: unknown) => ({ exitCode: -1, output: (e as Error).message, start: new Date().toISOString(), end: new Date().toISOString() }));
+      if (!this.watched.has(w.id)) return;
+      updateState(this.paths, w.id, (s) => {
+        const h = s.health ?? { status: 'starting', failingStreak: 0, log: [] };
+        h.log = [...h.log, { start: res.start, end: res.end, exitCode: res.exitCode, output: res.output }].slice(-5);
+        if (res.exitCode === 0) {
+          h.status = 'healthy';
+          h.failingStreak = 0;
+        } else if (Date.now() - begun >= hc.startPeriodMs || h.status !== 'starting') {
+          h.failingStreak += 1;
+          if (h.failingStreak >= hc.retries) h.status = 'unhealthy';
+        }
+        s.health = h;
+      });
+      w.healthTimer = setTimeout(() => void tick(), hc.intervalMs);
+    };
+    updateState(this.paths, w.id, (s) => {
+      s.health ??= { status: 'starting', failingStreak: 0, log: [] };
+    });
+    w.healthTimer = setTimeout(() => void tick(), hc.intervalMs);
+  }
+
+  private reap(): void {
+    for (const w of this.watched.values()) {
+      if (!w.child) continue;
+      let r;
+      try {
+        r = this.k.wait(w.pid, true);
+      } catch {
+        continue;
+      }
+      if (!r) continue;
+      this.known.delete(w.pid);
+      void this.exited(w, r.code ?? 128 + (r.signal ?? 0), false);
+    }
+  }
+
+  private pollAdopted(): void {
+    for (const w of this.watched.values()) {
+      if (w.child) continue;
+      let gone = procStartTime(w.pid) !== w.pidStart;
+      if (!gone) {
+        try {
+          const st = readFileSync(`/proc/${w.pid}/stat`, 'utf8');
+          gone = st[st.lastIndexOf(')') + 2] === 'Z';
+        } catch {
+          gone = true;
+        }
+      }
+      if (gone) void this.exited(w, 255, true);
+    }
+  }
+
+  private async exited(w: Watched, code: number, unknown: boolean): Promise<void> {
+    if (this.watched.get(w.id) !== w) return;
+    this.watched.delete(w.id);
+    this.finishing++;
+    try {
+      await this.recordExit(w, code, unknown);
+    } finally {
+      this.finishing--;
+      this.scheduleIdleCheck(0);
+    }
+  }
+
+  private async recordExit(w: Watched, code: number, unknown: boolean): Promise<void> {
+    if (w.healthTimer) clearTimeout(w.healthTimer);
+    // What the container wrote just before it died is still in the pipes.
+    await new Promise((r) => setTimeout(r, 30));
+    for (const s of w.pipes) s.destroy();
+    w.logs.close();
+    let oom = false;
+    try {
+      if (w.cgroup) oom = w.cgroup.finish();
+      else if (w.cgroupsPath) removeStaleCgroup(this.k, w.cgroupsPath);
+    } catch (e) {
+      this.log(`cgroup of ${w.id.slice(0, 12)}: ${(e as Error).message}`);
+    }
+    try {
+      w.network?.release();
+    } catch (e) {
+      this.log(`network of ${w.id.slice(0, 12)}: ${(e as Error).message}`);
+    }
+    const r = updateState(this.paths, w.id, (s) => {
+      s.finishedAt = new Date().toISOString();
+      s.exitCode = code;
+      if (unknown) {
+        s.exitUnknown = true;
+        s.error = 'the container exited while no tsrun process was its parent: its exit status is unknown';
+      }
+      s.oomKilled = oom;
+      if (s.health) s.health.status = 'unhealthy';
+    });
+    rmSync(stateDir(this.paths, w.id), { recursive: true, force: true });
+    this.log(`${w.id.slice(0, 12)} exited with ${code}${unknown ? ' (unknown)' : ''}`);
+    for (const f of w.waiters.splice(0)) f(code);
+    if (r) {
+      const delay = this.restartDelay(r, code, w.stopRequested);
+      if (delay !== null) {
+        writeRuntimeState(this.paths, { id: w.id, status: 'stopped', monitor: this.me, restarting: true, bundle: r.bundle, rootfs: r.rootfs, created: r.created });
+        this.restartTimers.set(w.id, setTimeout(() => {
+          this.restartTimers.delete(w.id);
+          this.startContainer(w.id, true).catch((e: unknown) => {
+            rmSync(stateDir(this.paths, w.id), { recursive: true, force: true });
+            this.log(`restart of ${w.id.slice(0, 12)} failed: ${(e as Error).message}`);
+            this.scheduleIdleCheck(0);
+          });
+        }, delay));
+      } else if (r.hostConfig.autoRemove) {
+        removeRecord(this.paths, w.id);
+      }
+    }
+    this.scheduleIdleCheck(0);
+  }
+
+  /** docker's rules, with its backoff: 100 ms doubling per restart, at most 1 min. */
+  private restartDelay(r: Record, code: number, stopped: boolean): number | null {
+    const pol = r.hostConfig.restartPolicy;
+    if (stopped || pol.name === 'no') return null;
+    if (pol.name === 'on-failure') {
+      if (code === 0) return null;
+      if (pol.maximumRetryCount > 0 && r.state.restartCount >= pol.maximumRetryCount) return null;
+    }
+    return Math.min(100 * 2 ** Math.min(r.state.restartCount, 10), 60_000);
+  }
+
+  private cancelRestart(id: string): void {
+    const t = this.restartTimers.get(id);
+    if (t) {
+      clearTimeout(t);
+      this.restartTimers.delete(id);
+      const rt = runtimeState(this.paths, id);
+      if (rt?.restarting) rmSync(stateDir(this.paths, id), { recursive: true, force: true });
+    }
+  }
+
+  private removeCgroupQuietly(path: string): void {
+    try {
+      removeStaleCgroup(this.k, path);
+    } catch {
+      /* swept by a later command */
+    }
+  }
+
+  // --------------------------------------------------------------------------------
+
+  private idle(): boolean {
+    return this.watched.size === 0 && this.restartTimers.size === 0 && this.starting.size === 0 && this.active === 0 && this.finishing === 0;
+  }
+
+  private scheduleIdleCheck(ms: number): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      if (this.idle()) this.exit();
+    }, ms);
+  }
+
+  private exit(): void {
+    if (this.exiting) return;
+    this.exiting = true;
+    this.log('nothing left to watch: exiting');
+    this.server?.close();
+    try {
+      unlinkSync(socketPath(this.paths.runRoot));
+    } catch {
+      /* gone */
+    }
+    try {
+      unlinkSync(this.lockFile());
+    } catch {
+      /* gone */
+    }
+    process.exit(0);
+  }
+}
+
+export function pingSocket(path: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(path);
+    const t = setTimeout(() => {
+      c.destroy();
+      resolve(false);
+    }, timeoutMs);
+    c.on('connect', () => c.write(JSON.stringify({ op: 'ping' }) + '\n'));
+    c.on('data', () => {
+      clearTimeout(t);
+      c.destroy();
+      resolve(true);
+    });
+    c.on('error', () => {
+      clearTimeout(t);
+      resolve(false);
+    });
+  });
+}
+
+export async function runMonitor(k: Kernel, paths: Paths): Promise<void> {
+  const m = new Monitor(k, paths);
+  if (!(await m.start())) process.exit(0);
+}

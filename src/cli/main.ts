@@ -13,6 +13,7 @@ import { registerCgroupVerbs } from './cgroup-verbs.js';
 import { registerImage } from './image.js';
 import { registerArchive } from './archive.js';
 import { registerNetwork } from './network.js';
+import { registerLifecycle } from './lifecycle.js';
 
 export interface GlobalOptions {
   root?: string;
@@ -62,6 +63,7 @@ export function buildProgram(): Command {
   registerImage(program);
   registerArchive(program);
   registerNetwork(program); // networking (issue 7): network create|ls|inspect|rm|connect|disconnect|prune, port
+  registerLifecycle(program); // lifecycle (issue 5): create, start, ps, logs, exec, stop, ...
   return program;
 }
 

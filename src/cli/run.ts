@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { TsrunError } from '../errors.js';
 import { specFromFlags, type RunFlags } from '../engine/run-spec.js';
 import { LinuxKernel } from '../linux/libc.js';
-import { runForeground } from '../runtime/run.js';
+import { addLifecycleRunOptions, runContainer, type LifecycleRunFlags } from './lifecycle.js';
 import { newId, resolvePaths } from '../runtime/state.js';
 import { validateSpec } from '../spec/validate.js';
 import type { GlobalOptions } from './main.js';
@@ -50,7 +50,7 @@ function checkRootfs(rootfs: string): void {
 }
 
 export function registerRun(program: Command): void {
-  addNetworkOptions(addImageRunOptions(program
+  addNetworkOptions(addLifecycleRunOptions(addImageRunOptions(program
     .command('run')
     .description('run a command in a new container')
     .usage('[options] IMAGE [COMMAND [ARG...]]  |  --rootfs DIR [options] [--] COMMAND [ARG...]  |  --bundle DIR')
@@ -74,7 +74,7 @@ export function registerRun(program: Command): void {
     .option('--ulimit <name=soft[:hard]>', 'set a resource limit', collect, [])
     .option('--privileged', 'give the container every capability and unmask /proc', false)
     .option('--security-opt <opt>', 'seccomp=PROFILE.json, seccomp=unconfined or no-new-privileges', collect, [])
-    .option('--name <name>', 'name the container')))
+    .option('--name <name>', 'name the container'))))
     .action(async (command: string[], opts: RunCliOptions, cmd: Command) => {
       const globals = cmd.parent!.opts<GlobalOptions>();
       const paths = resolvePaths(globals.root);
@@ -110,10 +110,14 @@ export function registerRun(program: Command): void {
         checkRootfs(rootfs);
         // networking (issue 7): --network, -p, --dns...: spec edits now, attached at launch
         if (!opts.bundle) await applyNetworkFlags(spec, opts as unknown as NetworkFlags, { paths, id, name: opts.name, image: opts.rootfs ? undefined : command[0] });
-        const code = await runForeground(new LinuxKernel(), { id, spec, rootfs, bundle, paths, overlay, interactive: opts.interactive || !!opts.bundle });
-        process.exitCode = code;
-      } finally {
+        // lifecycle (issue 5): a record for ps/inspect/rm; -d hands the container to the monitor.
+        process.exitCode = await runContainer(new LinuxKernel(), {
+          id, spec, rootfs, bundle, paths, overlay, interactive: opts.interactive || !!opts.bundle,
+          source: opts.rootfs ?? opts.bundle ?? command[0]!, opts: opts as unknown as LifecycleRunFlags, rootFlag: globals.root, cleanup,
+        });
+      } catch (e) {
         cleanup?.();
+        throw e;
       }
     });
 }

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectExit, useSandbox } from '../helpers/sandbox.js';
-import { LeakChecker, cgroupsNamed, containerPids } from '../helpers/leaks.js';
+import { LeakChecker, cgroupsNamed, containerPids, networkEndpointsOf } from '../helpers/leaks.js';
 import { TempDirs, mountsUnder, removeTree } from '../helpers/tempdirs.js';
 import { waitForOutput } from '../helpers/tsrun.js';
 
@@ -34,6 +34,11 @@ describe('leak checker', () => {
     expect(state.endsWith([...leaks.containerIds][0]!)).toBe(true);
     const cgroups = cgroupsNamed(leaks.containerIds);
     expect(found.filter((l) => l.kind === 'cgroup').map((l) => l.what)).toEqual(cgroups);
+    // Likewise its network endpoint and host-side veth (default bridge network).
+    const endpoints = networkEndpointsOf(leaks.containerIds);
+    expect(endpoints).toHaveLength(1);
+    expect(endpoints[0]).toMatch(/veth \S+ still on the host$/);
+    expect(found.filter((l) => l.kind === 'network').map((l) => l.what)).toEqual(endpoints);
     sub.kill('SIGTERM');
     expect((await sub).exitCode).toBe(0);
     expect(await leaks.findLeaks(before)).toEqual([]);

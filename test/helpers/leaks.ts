@@ -28,10 +28,11 @@ export interface LeakSnapshot {
   state: string[];
   files: string[];
   cgroups: string[];
+  network: string[];
 }
 
 export interface Leak {
-  kind: 'mount' | 'process' | 'state' | 'file' | 'cgroup';
+  kind: 'mount' | 'process' | 'state' | 'file' | 'cgroup' | 'network';
   what: string;
   /** for processes: the pid, so cleanUp can kill it */
   pid?: number;
@@ -169,6 +170,43 @@ export function cgroupsNamed(ids: Iterable<string>, base = '/sys/fs/cgroup'): st
   return out.sort();
 }
 
+/**
+ * Network endpoints of the given containers still registered on the host, and their
+ * host-side veth if it still exists. tsrun's bridge driver records one file per
+ * endpoint under TSRUN_NET_RUN (default /run/tsrun/networks)/endpoints/<bridge>/<ip>,
+ * naming the container id and the veth; the veth's name is random, so the file is the
+ * only way to tie a host interface to one of our containers.
+ */
+export function networkEndpointsOf(ids: Iterable<string>, netRun = process.env.TSRUN_NET_RUN ?? '/run/tsrun/networks'): string[] {
+  const want = [...ids];
+  if (want.length === 0) return [];
+  const out: string[] = [];
+  const base = join(netRun, 'endpoints');
+  let bridges: string[] = [];
+  try {
+    bridges = readdirSync(base);
+  } catch {
+    return out;
+  }
+  for (const b of bridges) {
+    let files: string[] = [];
+    try {
+      files = readdirSync(join(base, b));
+    } catch {
+      continue;
+    }
+    for (const f of files) {
+      const path = join(base, b, f);
+      const text = readOr(path);
+      if (!want.some((id) => text.includes(id))) continue;
+      const veth = /"veth"\s*:\s*"([^"]+)"/.exec(text)?.[1];
+      const present = veth && existsSync(join('/sys/class/net', veth));
+      out.push(`endpoint ${path}${veth ? `, veth ${veth}${present ? ' still on the host' : ''}` : ''}`);
+    }
+  }
+  return out.sort();
+}
+
 export class LeakChecker {
   private readonly paths: string[] = [];
   private readonly stateRoots: string[] = [];
@@ -185,7 +223,7 @@ export class LeakChecker {
 
   /**
    * A TSRUN_ROOT: every entry left under run/containers is a leak, and so is a cgroup
-   * named after any container id that appeared there. The ids are caught with inotify
+   * or a network endpoint (and its veth) of any container id that appeared there. The ids are caught with inotify
    * as tsrun creates each state dir, since the dirs are gone by the time we look.
    */
   watchStateRoot(root: string): this {
@@ -238,7 +276,7 @@ export class LeakChecker {
     }
     // Ids seen by inotify, plus any state dir still present (its id may predate the watch).
     const ids = new Set([...this.containerIds, ...state.map((p) => p.split('/').pop()!)]);
-    return { mounts: mounts.sort(), processes: processes.sort(), state: state.sort(), files: files.sort(), cgroups: cgroupsNamed(ids) };
+    return { mounts: mounts.sort(), processes: processes.sort(), state: state.sort(), files: files.sort(), cgroups: cgroupsNamed(ids), network: networkEndpointsOf(ids) };
   }
 
   private diff(before: LeakSnapshot): Leak[] {
@@ -250,6 +288,7 @@ export class LeakChecker {
     for (const s of fresh(now.state, before.state)) leaks.push({ kind: 'state', what: s });
     for (const f of fresh(now.files, before.files)) leaks.push({ kind: 'file', what: f });
     for (const c of fresh(now.cgroups, before.cgroups)) leaks.push({ kind: 'cgroup', what: c });
+    for (const n of fresh(now.network, before.network)) leaks.push({ kind: 'network', what: n });
     return leaks;
   }
 

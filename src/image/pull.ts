@@ -9,7 +9,7 @@ import { Transform, type Readable } from 'node:stream';
 import { TsrunError } from '../errors.js';
 import { type ImageRef, formatReference, manifestReference, parseReference, refName } from './reference.js';
 import { type Descriptor, type Manifest, MEDIA, RegistryClient, type RegistryOptions, isRetryable, withRetries } from './registry.js';
-import { type ImageConfigFile, type ImageRecord, ImageStore } from './store.js';
+import { type ImageConfigFile, type ImageRecord, ImageStore, MissingLayers } from './store.js';
 import { unpackLayer } from './unpack.js';
 
 export interface Platform {
@@ -232,7 +232,7 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
   const jobs = m.layers.map((l, i) => ({ desc: l, diffId: diffIds[i]! }));
   const before = store.getImage(cfgBlob.digest);
   let fetched = 0;
-  await pool(jobs, opts.concurrency ?? 4, async ({ desc, diffId }) => {
+  const fetchLayers = (): Promise<void> => pool(jobs, opts.concurrency ?? 4, async ({ desc, diffId }) => {
     if (store.hasLayer(diffId) && store.hasBlob(desc.digest)) {
       progress.layer(desc.digest, 'Already exists');
       return;
@@ -312,6 +312,7 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
     });
   });
 
+  await fetchLayers();
   const top2 = await store.putBlob(manifestRaw, manifestDigest);
   if (top.digest !== manifestDigest) await store.putBlob(top.raw, top.digest);
   const repoDigest = `${refName(ref)}@${top.digest}`;
@@ -327,7 +328,15 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
     platform: { os: config.os ?? want.os, architecture: config.architecture ?? want.architecture, ...(config.variant ? { variant: config.variant } : {}) },
     layerDigests: m.layers.map((l) => l.digest),
   };
-  const stored = await store.putImage(record);
+  let stored: ImageRecord | undefined;
+  for (let round = 0; !stored; round++) {
+    if (round > 0) await fetchLayers();
+    try {
+      stored = await store.putImage(record, { requireLayers: true });
+    } catch (e) {
+      if (!(e instanceof MissingLayers) || round >= 2) throw e;
+    }
+  }
   progress.line(`Digest: ${top.digest}`);
   const fresh = fetched > 0 || !before || !before.repoTags.every((t) => stored.repoTags.includes(t)) || (ref.tag !== undefined && !before.repoTags.includes(`${refName(ref)}:${ref.tag}`));
   progress.line(fresh ? `Status: Downloaded newer image for ${name}` : `Status: Image is up to date for ${name}`);

@@ -250,9 +250,13 @@ export class ImageStore {
   }
 
   /** Stores a record and points each of its repoTags at it (merging with an existing record's tags). */
-  async putImage(record: ImageRecord): Promise<ImageRecord> {
+  async putImage(record: ImageRecord, opts: { requireLayers?: boolean } = {}): Promise<ImageRecord> {
     this.ensureDirs();
     return this.withLock('repositories', () => {
+      // Checked under the lock that removeImage holds: an rmi that raced with our pull
+      // may have deleted a layer we found present and skipped.
+      const missing = opts.requireLayers ? record.layers.filter((l) => !this.hasLayer(l)) : [];
+      if (missing.length) throw new MissingLayers(missing);
       const old = this.readImage(record.id);
       const repoTags = [...new Set([...(old?.repoTags ?? []), ...record.repoTags.map(normalizeRef)])];
       const repoDigests = [...new Set([...(old?.repoDigests ?? []), ...record.repoDigests])];
@@ -446,6 +450,12 @@ export class ImageStore {
       }
       rmSync(join(this.tmpDir, n), { recursive: true, force: true });
     }
+  }
+}
+
+export class MissingLayers extends TsrunError {
+  constructor(readonly layers: string[]) {
+    super('IMAGE', `layers vanished while the image was stored: ${layers.join(', ')}`, { hint: 'another tsrun removed them (rmi, prune); pull again' });
   }
 }
 

@@ -149,6 +149,15 @@ describe('ImageStore images', () => {
     expect(existsSync(join(root, 'repositories.lock'))).toBe(false);
   });
 
+  it('putImage with requireLayers refuses a record whose layer vanished (an rmi raced the pull)', async () => {
+    const gone = sha('never unpacked');
+    await expect(store.putImage(record(idA, [l1, gone], ['a']), { requireLayers: true })).rejects.toThrow(/layers vanished.*sha256:/);
+    expect(store.getImage('a')).toBeNull();
+    expect(store.readRepositories()).toEqual({});
+    await store.putImage(record(idA, [l1], ['a']), { requireLayers: true });
+    expect(store.getImage('a')?.id).toBe(idA);
+  });
+
   it('removeImage never deletes a layer another image shares, and refuses an image in use', async () => {
     await store.putImage(record(idA, [l1, l2], ['a']));
     await store.putImage(record(idB, [l1, l3], ['b']));

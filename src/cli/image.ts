@@ -1,6 +1,7 @@
 // Image verbs: pull, images, rmi, tag, image inspect/prune/ls/rm, login, logout; and the
 // image half of `tsrun run IMAGE`.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { isAlive, procStartTime } from '../runtime/proc-scan.js';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { TsrunError } from '../errors.js';
@@ -278,6 +279,29 @@ function familiarRef(norm: string): string {
 
 // ---- tsrun run IMAGE ----
 
+/**
+ * A `run --rm` whose tsrun was killed (kill -9) never got to remove its dirs. Its
+ * overlay lived in the container's own mount namespace, so only the upper/work dirs
+ * are left; they are removed once the owning tsrun is gone.
+ */
+function sweepDeadRmContainers(root: string): void {
+  const base = join(root, 'containers');
+  let ids: string[];
+  try {
+    ids = readdirSync(base);
+  } catch {
+    return;
+  }
+  for (const c of ids) {
+    try {
+      const meta = JSON.parse(readFileSync(join(base, c, 'image.json'), 'utf8')) as { rm?: boolean; owner?: { pid: number; start: number } };
+      if (meta.rm && meta.owner && !isAlive(meta.owner.pid, meta.owner.start)) rmSync(join(base, c), { recursive: true, force: true });
+    } catch {
+      /* not ours, or being written */
+    }
+  }
+}
+
 export interface ImageRunCliOptions extends RegistryCliOptions {
   pull?: string;
   platform?: string;
@@ -322,13 +346,15 @@ export async function prepareImageRun(root: string, id: string, imageRef: string
   const u = resolveUserInLayers(opts.user ?? defaults.user, lower);
   const env = [...(defaults.env ?? [])];
   if (u.home && !env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${u.home}`);
+  sweepDeadRmContainers(root);
   const dir = join(root, 'containers', id);
   mkdirSync(join(root, 'containers'), { recursive: true, mode: 0o711 });
   mkdirSync(dir, { mode: 0o711 });
   const cleanup = (): void => rmSync(dir, { recursive: true, force: true });
   try {
     for (const d of ['upper', 'work', 'merged']) mkdirSync(join(dir, d), { mode: 0o755 });
-    writeFileSync(join(dir, 'image.json'), JSON.stringify({ image: rec.id, ref: refName(parseReference(imageRef)) }) + '\n');
+    const owner = { pid: process.pid, start: procStartTime(process.pid) ?? 0 };
+    writeFileSync(join(dir, 'image.json'), JSON.stringify({ image: rec.id, ref: refName(parseReference(imageRef)), rm: opts.rm, owner }) + '\n');
   } catch (e) {
     cleanup();
     throw e;

@@ -7,6 +7,7 @@ import { expectExit, useSandbox } from '../helpers/sandbox.js';
 import { type TarFile, buildImage, busyboxTarFiles } from '../helpers/images.js';
 import { type TestRegistry, startRegistry } from '../helpers/registry.js';
 import { mountsUnder } from '../helpers/tempdirs.js';
+import { waitForOutput } from '../helpers/tsrun.js';
 
 let reg: TestRegistry;
 const LAYERS = 50;
@@ -75,6 +76,21 @@ describe('tsrun run IMAGE', () => {
     const rmi = await sb.tsrun(['rmi', `${reg.host}/test/whiteouts`]);
     expect(rmi.exitCode).toBe(125);
     expect(rmi.stderr).toMatch(/in use by container/);
+  });
+
+  it('a run --rm whose tsrun was killed has its dirs swept by the next run', async () => {
+    const ref = `${reg.host}/test/whiteouts`;
+    expectExit(await sb.tsrun(['pull', '-q', ref]), 0);
+    const sub = sb.spawn(['run', '--rm', ref, 'sh', '-c', 'echo up; exec sleep 30']);
+    await waitForOutput(sub, /up/);
+    expect(readdirSync(join(sb.root, 'containers'))).toHaveLength(1);
+    process.kill(sub.pid!, 'SIGKILL');
+    // The orphaned container still holds tsrun's stdout, so wait for the pid, not the pipes.
+    for (let i = 0; i < 100 && existsSync(`/proc/${sub.pid}`); i++) await new Promise((r) => setTimeout(r, 50));
+    const r = await sb.tsrun(['run', '--rm', ref, 'true']);
+    expectExit(r, 0);
+    expect(readdirSync(join(sb.root, 'containers'))).toEqual([]);
+    await sub; // its orphan was killed by the next run's garbage collection
   });
 
   it('applies Entrypoint, Cmd, Env, WorkingDir and User like docker', async () => {

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { TsrunError } from '../errors.js';
-import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, normalizeCap } from '../security/capabilities.js';
+import { DEFAULT_CAPABILITIES, heldCapabilities, normalizeCap } from '../security/capabilities.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV, DEFAULT_READONLY_PATHS, defaultMounts } from '../spec/defaults.js';
 import type { MountSpec, Spec } from '../spec/types.js';
 import { resourcesFromFlags, type ResourceFlags } from '../cgroups/flags.js';
@@ -118,8 +118,8 @@ export function parseUlimit(u: string): { type: string; soft: number; hard: numb
   return { type: ULIMITS[m[1]!]!, soft, hard };
 }
 
-export function capabilitySet(add: string[], drop: string[], privileged: boolean): string[] {
-  if (privileged) return [...ALL_CAPABILITIES];
+export function capabilitySet(add: string[], drop: string[], privileged: boolean, held: string[] = heldCapabilities()): string[] {
+  if (privileged) return [...held];
   const norm = (list: string[]): string[] =>
     list.map((c) => {
       try {
@@ -134,7 +134,7 @@ export function capabilitySet(add: string[], drop: string[], privileged: boolean
   // what is dropped; otherwise the defaults, minus drops, plus adds.
   let set: Set<string>;
   if (d.includes('ALL')) set = new Set(a.filter((c) => c !== 'ALL'));
-  else if (a.includes('ALL')) set = new Set(ALL_CAPABILITIES.filter((c) => !d.includes(c)));
+  else if (a.includes('ALL')) set = new Set(held.filter((c) => !d.includes(c)));
   else {
     set = new Set(DEFAULT_CAPABILITIES.filter((c) => !d.includes(c)));
     for (const c of a) set.add(c);

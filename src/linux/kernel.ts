@@ -56,8 +56,8 @@ export interface Kernel {
   mkdirat(dirfd: number, path: string, mode: number, why?: string): void;
   mknodat(dirfd: number, path: string, mode: number, major: number, minor: number, why?: string): void;
   symlinkat(target: string, dirfd: number, path: string, why?: string): void;
-  fchown(fd: number, uid: number, gid: number, why?: string): void;
-  fchmod(fd: number, mode: number, why?: string): void;
+  /** fchownat(dirfd, path, uid, gid, AT_SYMLINK_NOFOLLOW): never follows a symlink at the last component */
+  fchownat(dirfd: number, path: string, uid: number, gid: number, why?: string): void;
   mkfifo(path: string, mode: number, why?: string): void;
   prctl(option: number, arg2: number, arg3?: number, why?: string): number;
   capget(): CapSets;
@@ -119,8 +119,7 @@ export const SYSCALL_DOCS: Record<string, string> = {
   mkdirat: 'create a directory inside the rootfs, relative to a directory fd',
   mknodat: 'create a device node (a char device is how the kernel names /dev/null and friends)',
   symlinkat: 'create a symlink inside the rootfs',
-  fchown: 'set ownership through an fd',
-  fchmod: 'set permissions through an fd',
+  fchownat: 'set the owner of a file inside the rootfs, relative to a directory fd, without following a symlink',
   mkfifo: 'create the start gate: the container process blocks opening it until tsrun says go',
   prctl: 'set a per-thread process attribute (no_new_privs, the bounding set, keepcaps, dumpable)',
   capget: 'read the thread\'s capability sets',
@@ -156,7 +155,7 @@ export const KERNEL_METHOD_SYSCALL: Record<keyof Kernel, string> = {
   unshare: 'unshare', setns: 'setns', mount: 'mount', umount2: 'umount2', pivotRoot: 'pivot_root',
   chdir: 'chdir', chroot: 'chroot', socket: 'socket', fchdir: 'fchdir', sethostname: 'sethostname', setdomainname: 'setdomainname',
   open: 'open', openat2: 'openat2', close: 'close', mkdirat: 'mkdirat', mknodat: 'mknodat',
-  symlinkat: 'symlinkat', fchown: 'fchown', fchmod: 'fchmod', mkfifo: 'mkfifo', prctl: 'prctl',
+  symlinkat: 'symlinkat', fchownat: 'fchownat', mkfifo: 'mkfifo', prctl: 'prctl',
   capget: 'capget', capset: 'capset', setresuid: 'setresuid', setresgid: 'setresgid',
   setgroups: 'setgroups', prlimit: 'prlimit', seccompSetFilter: 'seccomp', fcntl: 'fcntl',
   closeRange: 'close_range', ioctl: 'ioctl', kill: 'kill', wait: 'waitid', spawn: 'posix_spawn',

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { tracer } from '../trace/tracer.js';
 import { EINTR } from './errno.js';
 import {
-  CLONE, MS, MNT, MOUNT_ATTR, RESOLVE, SYS, S_IFMT, S_IFCHR, S_IFBLK, S_IFIFO, AT_FDCWD, P_PID, WEXITED, WNOHANG,
+  AT_SYMLINK_NOFOLLOW, CLONE, MS, MNT, MOUNT_ATTR, RESOLVE, SYS, S_IFMT, S_IFCHR, S_IFBLK, S_IFIFO, AT_FDCWD, P_PID, WEXITED, WNOHANG,
   flagNames, openFlagNames,
 } from './constants.js';
 import {
@@ -209,15 +209,11 @@ export class LinuxKernel implements Kernel {
     this.call('symlinkat', () => `${quote(target)}, ${fdName(dirfd)}, ${quote(path)}`, why, () => f(target, dirfd, path));
   }
 
-  fchown(fd: number, uid: number, gid: number, why?: string): void {
-    const f = libc().fn('int fchown(int, uint32_t, uint32_t)');
-    this.call('fchown', () => `${fd}, ${uid}, ${gid}`, why, () => f(fd, uid, gid));
+  fchownat(dirfd: number, path: string, uid: number, gid: number, why?: string): void {
+    const f = libc().fn('int fchownat(int, const char*, uint32_t, uint32_t, int)');
+    this.call('fchownat', () => `${fdName(dirfd)}, ${quote(path)}, ${uid}, ${gid}, AT_SYMLINK_NOFOLLOW`, why, () => f(dirfd, path, uid, gid, AT_SYMLINK_NOFOLLOW));
   }
 
-  fchmod(fd: number, mode: number, why?: string): void {
-    const f = libc().fn('int fchmod(int, uint32_t)');
-    this.call('fchmod', () => `${fd}, 0${mode.toString(8)}`, why, () => f(fd, mode));
-  }
 
   mkfifo(path: string, mode: number, why?: string): void {
     const f = libc().fn('int mkfifo(const char*, uint32_t)');

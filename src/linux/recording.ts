@@ -28,8 +28,8 @@ export interface RecordedCall {
  */
 export const WHY_INDEX: Record<KernelMethod, number | null> = {
   unshare: 1, setns: 2, mount: 5, umount2: 2, pivotRoot: 2, chdir: 1, chroot: 1, socket: 3, fchdir: 1, sethostname: 1,
-  setdomainname: 1, open: 3, openat2: 5, close: null, mkdirat: 3, mknodat: 5, symlinkat: 3, fchown: 3,
-  fchmod: 2, mkfifo: 2, prctl: 3, capget: null, capset: 1, setresuid: 3, setresgid: 3, setgroups: 1,
+  setdomainname: 1, open: 3, openat2: 5, close: null, mkdirat: 3, mknodat: 5, symlinkat: 3, fchownat: 4,
+  mkfifo: 2, prctl: 3, capget: null, capset: 1, setresuid: 3, setresgid: 3, setgroups: 1,
   prlimit: 4, seccompSetFilter: 2, fcntl: null, closeRange: 3, ioctl: 3, kill: 2, wait: null, spawn: 1,
   writeFile: 2, gettid: null, exitNow: null, sendFd: 2, umask: null, fsopen: 1, fsconfigString: 3, fsconfigCreate: 1, fsmount: 2,
   moveMount: 3, openTree: 2, statFd: null, setxattr: 4, lsetxattr: 4,
@@ -225,8 +225,7 @@ export class RecordingKernel implements Kernel {
     this.create('mknodat', [dirfd, path, mode, major, minor, why], dirfd, path);
   }
   symlinkat(target: string, dirfd: number, path: string, why?: string): void { this.create('symlinkat', [target, dirfd, path, why], dirfd, path); }
-  fchown(fd: number, uid: number, gid: number, why?: string): void { this.rec('fchown', [fd, uid, gid, why]); }
-  fchmod(fd: number, mode: number, why?: string): void { this.rec('fchmod', [fd, mode, why]); }
+  fchownat(dirfd: number, path: string, uid: number, gid: number, why?: string): void { this.rec('fchownat', [dirfd, path, uid, gid, why]); }
   mkfifo(path: string, mode: number, why?: string): void { this.rec('mkfifo', [path, mode, why]); }
   prctl(option: number, arg2: number, arg3 = 0, why?: string): number {
     this.rec('prctl', [option, arg2, arg3, why]);

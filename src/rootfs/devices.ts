@@ -43,6 +43,7 @@ export function createDevice(k: Kernel, rootfd: number, d: DeviceSpec): void {
       if (!(e instanceof KernelError && e.errno === EEXIST)) throw e;
     }
     // The mode is exact because the setup thread runs with umask 0 (setupRootfs).
+    if ((d.uid ?? 0) !== 0 || (d.gid ?? 0) !== 0) k.fchownat(dirfd, name, d.uid ?? 0, d.gid ?? 0, `${d.path} belongs to ${d.uid ?? 0}:${d.gid ?? 0} (linux.devices)`);
   } finally {
     k.close(dirfd);
   }

@@ -99,7 +99,19 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
     // rlimits belong to a process, not a thread: set them on the waiting child with
     // prlimit(2), so tsrun's own limits never change.
     for (const r of plan.spec.process?.rlimits ?? []) {
-      k.prlimit(pid, RLIMIT[r.type]!, rlimitToU64(r.soft), rlimitToU64(r.hard), `${r.type} soft=${r.soft} hard=${r.hard} (process.rlimits)`);
+      try {
+        k.prlimit(pid, RLIMIT[r.type]!, rlimitToU64(r.soft), rlimitToU64(r.hard), `${r.type} soft=${r.soft} hard=${r.hard} (process.rlimits)`);
+      } catch (e) {
+        // prlimit(2) on a process of another user needs CAP_SYS_RESOURCE, and the
+        // waiting child already has the container's uid (it cannot change it later:
+        // no code of ours runs in it). Root has that capability on ordinary hosts.
+        if (e instanceof KernelError && e.code === 'EPERM' && (plan.spec.process?.user.uid ?? 0) !== 0) {
+          throw new TsrunError('KERNEL_FEATURE', `cannot set ${r.type} for a container running as uid ${plan.spec.process?.user.uid}: prlimit(2) on another user's process needs CAP_SYS_RESOURCE, which tsrun does not have here`, {
+            hint: 'give tsrun CAP_SYS_RESOURCE, or leave out process.rlimits / --ulimit for a non-root container user', cause: e,
+          });
+        }
+        throw e;
+      }
     }
     const adj = plan.spec.process?.oomScoreAdj;
     if (adj !== undefined) k.writeFile(`/proc/${pid}/oom_score_adj`, String(adj), 'process.oomScoreAdj');

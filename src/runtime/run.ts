@@ -5,7 +5,7 @@ import { readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import tty from 'node:tty';
 import { TIOCSWINSZ } from '../linux/constants.js';
-import type { Kernel, SpawnStdio } from '../linux/kernel.js';
+import { type Kernel, type SpawnStdio, KernelError } from '../linux/kernel.js';
 import { TsrunError, wrap } from '../errors.js';
 import type { Spec } from '../spec/types.js';
 import type { OverlayLayers } from '../overlay/mount.js';
@@ -51,7 +51,15 @@ export function waitExit(k: Kernel, pid: number): Promise<number> {
   return new Promise((resolve) => {
     const keepAlive = setInterval(check, 1000);
     function check(): void {
-      const r = k.wait(pid, true);
+      let r;
+      try {
+        r = k.wait(pid, true);
+      } catch (e) {
+        // ECHILD: someone reaped it already (glibc's posix_spawn does, for a child that
+        // failed before execve). Its status is lost; 127 is what that child exited with.
+        if (!(e instanceof KernelError && e.code === 'ECHILD')) throw e;
+        r = { pid, code: 127, signal: null };
+      }
       if (!r) return;
       process.removeListener('SIGCHLD', check);
       clearInterval(keepAlive);
@@ -90,7 +98,7 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
     const launched = await launch(
       k,
       {
-        mode: 'create', spec, rootfs: req.rootfs, overlay: req.overlay, bundle: req.bundle, stateDir: dir,
+        mode: 'create', spec: await cgroup.setupSpec() /* cgroups (issue 4) */, rootfs: req.rootfs, overlay: req.overlay, bundle: req.bundle, stateDir: dir,
         tty: wantTty ? size : null, stdio, preserveFds: req.preserveFds ?? 0,
         trace: tracer.mode, color: process.stderr.isTTY === true,
         lastCap: lastCap(() => readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')),

@@ -11,7 +11,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { mkdirSync } from 'node:fs';
 import { O, PR, TIOCGPTN, TIOCSPTLCK, TIOCSWINSZ } from '../linux/constants.js';
 import { LinuxKernel } from '../linux/libc.js';
-import { serializeError } from '../errors.js';
+import { TsrunError, serializeError } from '../errors.js';
+import { KernelError } from '../linux/kernel.js';
 import { enterNamespaces, planNamespaces, NS_FILE } from '../namespaces/index.js';
 import { setupRootfs } from '../rootfs/setup.js';
 import { bringUpLoopback } from '../namespaces/loopback.js';
@@ -63,10 +64,15 @@ function run(plan: SetupPlan): void {
   }
 
   const env = proc.env ?? [];
-  try {
-    mkdirSync(proc.cwd, { recursive: true, mode: 0o755 });
-  } catch {
-    /* a read-only root with an existing cwd is fine; a missing one fails at chdir */
+  // process.cwd is created if missing (as runc does), but not under the filesystems
+  // the main thread mounts later (/proc): that would leave directories in the rootfs
+  // that the mount then hides.
+  if (!(deferred ?? []).some((m) => proc.cwd === m.destination || proc.cwd.startsWith(m.destination + '/'))) {
+    try {
+      mkdirSync(proc.cwd, { recursive: true, mode: 0o755 });
+    } catch {
+      /* a read-only root with an existing cwd is fine; a missing one fails at chdir */
+    }
   }
   const path = resolveExecutable(proc.args[0]!, env, proc.cwd);
 
@@ -110,11 +116,23 @@ function run(plan: SetupPlan): void {
   // chdir(process.cwd), inside the container, before execve.
   k.fchdir(stateFd, 'stand in the state dir so the child can open the gate by name; it chdir()s into the container before execve');
   post({ t: 'spawning', deferred: deferred ?? [], ptyMaster });
-  const pid = k.spawn({
-    path, argv: proc.args, env, cwd: proc.cwd, gatePath: GATE_NAME, setsid: true, ctty,
-    stdio: ctty ? stdio.map((s) => ({ fd: s.fd, from: { parentFd: 0 } })) : stdio,
-    preserveFds: plan.preserveFds,
-  });
+  let pid: number;
+  try {
+    pid = k.spawn({
+      path, argv: proc.args, env, cwd: proc.cwd, gatePath: GATE_NAME, setsid: true, ctty,
+      stdio: ctty ? stdio.map((s) => ({ fd: s.fd, from: { parentFd: 0 } })) : stdio,
+      preserveFds: plan.preserveFds,
+    });
+  } catch (e) {
+    // The executable was found above, so a failure after the gate is one of the last
+    // file actions (the chdir) or execve itself. glibc has already reaped the child.
+    if (e instanceof KernelError) {
+      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') throw new TsrunError('CONTAINER_SETUP', `the working directory "${proc.cwd}" cannot be entered in the container (${e.code})`, { hint: 'give -w / process.cwd a directory that exists in the container', cause: e });
+      if (e.code === 'EACCES') throw new TsrunError('EXEC_NOT_EXECUTABLE', `exec "${proc.args[0]}": permission denied`, { cause: e });
+      if (e.code === 'ENOEXEC') throw new TsrunError('EXEC_NOT_EXECUTABLE', `exec "${proc.args[0]}": exec format error`, { hint: 'the file is not a binary for this machine, or a script without a #! line', cause: e });
+    }
+    throw e;
+  }
   post({ t: 'spawned', pid });
 }
 

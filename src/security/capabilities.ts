@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 // Capability names and numbers (include/uapi/linux/capability.h).
 export const CAPABILITIES: Record<string, number> = {
   CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_DAC_READ_SEARCH: 2, CAP_FOWNER: 3, CAP_FSETID: 4, CAP_KILL: 5,
@@ -50,4 +51,22 @@ export function normalizeCap(name: string): string {
   const full = up.startsWith('CAP_') ? up : `CAP_${up}`;
   if (!(full in CAPABILITIES)) throw new Error(`unknown capability "${name}"`);
   return full;
+}
+
+/**
+ * The capabilities tsrun itself may hand on: its bounding set. "All capabilities"
+ * (--privileged, --cap-add ALL) means these, as Docker's means all the daemon holds;
+ * asking capset(2) for more fails with EPERM.
+ */
+export function heldCapabilities(status: string = readSelfStatus()): string[] {
+  const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status);
+  return m ? capNames(BigInt('0x' + m[1])) : ALL_CAPABILITIES;
+}
+
+function readSelfStatus(): string {
+  try {
+    return readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    return '';
+  }
 }

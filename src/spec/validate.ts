@@ -85,7 +85,28 @@ export function validateSpec(raw: unknown): Spec {
     if (l.rootfsPropagation !== undefined && !['private', 'rprivate', 'slave', 'rslave', 'shared', 'rshared', 'unbindable', 'runbindable'].includes(l.rootfsPropagation as string)) {
       bad('linux.rootfsPropagation', `unknown propagation ${JSON.stringify(l.rootfsPropagation)}`);
     }
-    if (l.sysctl !== undefined && !isObj(l.sysctl)) bad('linux.sysctl', 'must be an object of strings');
+    if (l.sysctl !== undefined) {
+      if (!isObj(l.sysctl)) bad('linux.sysctl', 'must be an object of strings');
+      const has = (t: string): boolean => Array.isArray(l.namespaces) && l.namespaces.some((n: unknown) => isObj(n) && n.type === t);
+      for (const key of Object.keys(l.sysctl)) {
+        const ns = sysctlNamespace(key);
+        if (!ns) bad(`linux.sysctl.${key}`, 'no namespace isolates this setting: writing it would change the host');
+        if (!has(ns)) bad(`linux.sysctl.${key}`, `belongs to the ${ns} namespace, and the spec gives the container none of its own: writing it would change the host`);
+      }
+    }
   }
   return raw as unknown as Spec;
+}
+
+const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
+
+/**
+ * Which namespace isolates a sysctl, or null when none does (vm.*, most of kernel.*):
+ * such a write would reach the host. The list is the kernel's (and runc's validator).
+ */
+export function sysctlNamespace(key: string): 'ipc' | 'network' | 'uts' | null {
+  if (IPC_SYSCTLS.has(key) || key.startsWith('fs.mqueue.')) return 'ipc';
+  if (key.startsWith('net.')) return 'network';
+  if (key === 'kernel.hostname' || key === 'kernel.domainname') return 'uts';
+  return null;
 }

@@ -1,3 +1,4 @@
+import { heldCapabilities } from '../../src/security/capabilities.js';
 import { rlimitToU64 } from '../../src/spec/rlimit.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -174,14 +175,22 @@ describe('capabilities', () => {
     expect(capabilitySet([], ['all'], false)).toEqual([]);
   });
 
-  it('--cap-add ALL gives every capability, --privileged too', () => {
-    expect(capabilitySet(['ALL'], [], false).sort()).toEqual([...ALL_CAPABILITIES].sort());
-    expect(capabilitySet([], ['ALL'], true).sort()).toEqual([...ALL_CAPABILITIES].sort());
+  it('--cap-add ALL gives every capability tsrun holds, --privileged too', () => {
+    expect(capabilitySet(['ALL'], [], false, ALL_CAPABILITIES).sort()).toEqual([...ALL_CAPABILITIES].sort());
+    expect(capabilitySet([], ['ALL'], true, ALL_CAPABILITIES).sort()).toEqual([...ALL_CAPABILITIES].sort());
+    // Not more: capset(2) refuses a capability outside tsrun's own bounding set.
+    const held = ALL_CAPABILITIES.filter((c) => c !== 'CAP_SYS_RESOURCE');
+    expect(capabilitySet(['ALL'], [], false, held)).not.toContain('CAP_SYS_RESOURCE');
+    expect(capabilitySet([], [], true, held).length).toBe(held.length);
+  });
+
+  it('reads what tsrun holds from its bounding set', () => {
+    expect(heldCapabilities('CapBnd:\t0000000000000003\n')).toEqual(['CAP_CHOWN', 'CAP_DAC_OVERRIDE']);
   });
 
   // docker's own example: `--cap-add=ALL --cap-drop=MKNOD` gives every capability but MKNOD.
   it('--cap-add ALL still honours --cap-drop', () => {
-    const caps = capabilitySet(['ALL'], ['MKNOD'], false);
+    const caps = capabilitySet(['ALL'], ['MKNOD'], false, ALL_CAPABILITIES);
     expect(caps).not.toContain('CAP_MKNOD');
     expect(caps.length).toBe(ALL_CAPABILITIES.length - 1);
   });

@@ -82,3 +82,22 @@ describe('validateSpec', () => {
     expect(e.exitCode).toBe(125);
   });
 });
+
+describe('linux.sysctl: only what a namespace of the container isolates', () => {
+  const withSysctl = (sysctl: Record<string, string>, types: string[]) =>
+    ({ ociVersion: '1.2.0', linux: { namespaces: types.map((type) => ({ type })), sysctl } });
+
+  it('accepts net.* with a network namespace and IPC keys with an IPC namespace', () => {
+    expect(() => validateSpec(withSysctl({ 'net.ipv4.ip_forward': '1', 'kernel.msgmax': '8192', 'fs.mqueue.msg_max': '10' }, ['network', 'ipc']))).not.toThrow();
+  });
+
+  it.each([
+    ['vm.swappiness', ['network', 'ipc'], /no namespace isolates/],
+    ['kernel.panic', ['network', 'ipc', 'uts'], /no namespace isolates/],
+    ['net.ipv4.ip_forward', ['ipc'], /network namespace/],
+    ['kernel.shmmax', ['network'], /ipc namespace/],
+  ])('refuses %s, naming it, when that would reach the host', (key, types, why) => {
+    expect(() => validateSpec(withSysctl({ [key]: '1' }, types as string[]))).toThrow(new RegExp(`linux\\.sysctl\\.${key.replace(/\./g, '\\.')}: .*`));
+    expect(() => validateSpec(withSysctl({ [key]: '1' }, types as string[]))).toThrow(why);
+  });
+});

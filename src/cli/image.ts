@@ -336,6 +336,11 @@ export async function prepareImageRun(root: string, id: string, imageRef: string
     const [os, arch, variant] = opts.platform.split('/');
     if (rec.platform.os !== os || rec.platform.architecture !== arch || (variant && rec.platform.variant !== variant)) rec = null;
   }
+  if (rec && rec.layers.some((l) => !store.hasLayer(l))) {
+    // A store damaged by hand, or an rmi racing us: fetch again rather than fail in mount(2).
+    if (policy === 'never') throw new TsrunError('IMAGE', `image ${imageRef} is missing layers in the store`, { hint: `pull it again: tsrun pull ${imageRef}` });
+    rec = null;
+  }
   if (!rec) {
     if (policy === 'never') throw new TsrunError('IMAGE', `no such image: ${imageRef}`, { hint: `pull it first (tsrun pull ${imageRef}), or use --pull missing` });
     const { pullImage } = await loadPull();

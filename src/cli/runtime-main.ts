@@ -3,13 +3,14 @@
 // `tsrun run`; this file only parses, prints and picks exit codes (1 on error, as runc).
 import { appendFileSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { CAPABILITIES } from '../security/capabilities.js';
+import type { Resources } from '../cgroups/types.js';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { TsrunError } from '../errors.js';
 import { LinuxKernel } from '../linux/libc.js';
 import { prewarmSetupWorker } from '../runtime/launcher.js';
 import {
-  createContainer, deleteContainer, execInContainer, killContainer, listContainers, loadRecord, ociState, startContainer, statusOf,
+  containerCgroup, createContainer, deleteContainer, execInContainer, killContainer, listContainers, loadRecord, ociState, startContainer, statusOf,
 } from '../runtime/lifecycle.js';
 import { runForeground } from '../runtime/run.js';
 import type { Paths } from '../runtime/state.js';
@@ -275,7 +276,70 @@ function build(): Command {
       if (res.exit) process.exitCode = await res.exit;
     });
 
-  for (const verb of ['pause', 'resume', 'update', 'events']) {
+  program
+    .command('update')
+    .description('change the resource limits of a running container')
+    .option('-r, --resources <file>', 'linux.resources JSON (- for stdin)')
+    .option('--memory <bytes>', 'memory limit', Number)
+    .option('--memory-reservation <bytes>', 'memory soft limit', Number)
+    .option('--memory-swap <bytes>', 'memory plus swap limit', Number)
+    .option('--cpu-period <us>', 'CPU CFS period', Number)
+    .option('--cpu-quota <us>', 'CPU CFS quota', Number)
+    .option('--cpu-share <shares>', 'CPU shares', Number)
+    .option('--cpuset-cpus <list>', 'CPUs allowed')
+    .option('--cpuset-mems <list>', 'memory nodes allowed')
+    .option('--pids-limit <n>', 'maximum number of tasks', Number)
+    .option('--blkio-weight <w>', 'block IO weight', Number)
+    .argument('<id>')
+    .action((id: string, o: Record<string, string | number | undefined>) => {
+      const r = loadRecord(paths(), id);
+      if (statusOf(paths(), r) === 'stopped') throw new TsrunError('STATE', `container "${id}" is not running`);
+      let res: Resources;
+      if (o.resources) res = JSON.parse(readFileSync(o.resources === '-' ? 0 : String(o.resources), 'utf8')) as Resources;
+      else {
+        const num = (v: unknown): number | undefined => (typeof v === 'number' && !Number.isNaN(v) ? v : undefined);
+        const drop = <T extends object>(x: T): T | undefined => (Object.values(x).some((v) => v !== undefined) ? x : undefined);
+        res = {
+          memory: drop({ limit: num(o.memory), reservation: num(o.memoryReservation), swap: num(o.memorySwap) }),
+          cpu: drop({ period: num(o.cpuPeriod), quota: num(o.cpuQuota), shares: num(o.cpuShare), cpus: o.cpusetCpus as string | undefined, mems: o.cpusetMems as string | undefined }),
+          pids: drop({ limit: num(o.pidsLimit) }),
+          blockIO: drop({ weight: num(o.blkioWeight) }),
+        };
+      }
+      const m = containerCgroup(k, r);
+      if (!m) throw new TsrunError('CGROUP', `container "${id}" has no cgroup to update`);
+      m.apply(res);
+    });
+
+  program
+    .command('events')
+    .description('print the container\'s resource usage (with --stats, once)')
+    .option('--stats', 'print one stats event and exit')
+    .option('--interval <seconds>', 'seconds between stats events', Number, 5)
+    .argument('<id>')
+    .action(async (id: string, o: { stats?: boolean; interval: number }) => {
+      const emit = (): boolean => {
+        const r = loadRecord(paths(), id);
+        const m = statusOf(paths(), r) === 'stopped' ? null : containerCgroup(k, r);
+        if (!m) return false;
+        const s = m.stats();
+        process.stdout.write(JSON.stringify({
+          type: 'stats', id,
+          data: {
+            cpu: { usage: { total: s.cpuUsageNs } },
+            memory: { usage: { usage: s.memoryUsage, limit: s.memoryLimit ?? 0 }, oomKills: s.oomKills },
+            pids: { current: s.pidsCurrent, limit: s.pidsLimit ?? 0 },
+            blkio: { read: s.blkioRead, write: s.blkioWrite },
+          },
+        }) + '\n');
+        return true;
+      };
+      if (!emit()) throw new TsrunError('STATE', `container "${id}" is not running`);
+      if (o.stats) return;
+      while (emit()) await new Promise((r) => setTimeout(r, o.interval * 1000));
+    });
+
+  for (const verb of ['pause', 'resume']) {
     program
       .command(verb)
       .description(`not implemented yet`)

@@ -13,6 +13,9 @@ import { lastCap } from '../security/capabilities.js';
 import type { Spec } from '../spec/types.js';
 import { tracer } from '../trace/tracer.js';
 import { runHooks } from './hooks.js';
+import { ContainerCgroup } from '../cgroups/container.js';
+import { cgroupManager, removeStaleCgroup } from '../cgroups/manager.js';
+import type { CgroupManager } from '../cgroups/types.js';
 import { killQuietly, launch, openGate } from './launcher.js';
 import { GATE_NAME } from './protocol.js';
 import { procStartTime } from './proc-scan.js';
@@ -31,6 +34,8 @@ export interface ContainerRecord {
   created: string;
   annotations: Record<string, string>;
   spec: Spec;
+  /** the container's cgroup (absolute or relative cgroupsPath), for delete, exec and update */
+  cgroupsPath?: string;
 }
 
 export interface OciState {
@@ -122,14 +127,20 @@ export async function createContainer(k: Kernel, req: CreateRequest): Promise<nu
     throw new TsrunError('USAGE', 'process.terminal is true but no --console-socket was given', { hint: 'a detached container with a terminal needs a console socket to hand the pty master to' });
   }
   const dir = createStateDir(req.paths, req.id);
+  const cgroup = new ContainerCgroup(k, req.id, spec);
   let pid: number | undefined;
   try {
+    // The cgroup's path goes into the record first, so a create killed half-way can
+    // still be cleaned up by delete --force.
+    writeJson(recordPath(req.paths, req.id), { ociVersion: spec.ociVersion, id: req.id, pid: 0, pidStart: 0, bundle: req.bundle, rootfs: req.rootfs, created: new Date().toISOString(), annotations: spec.annotations ?? {}, spec, cgroupsPath: cgroup.path });
     k.mkfifo(join(dir, GATE_NAME), 0o644);
+    cgroup.create();
+    const setupSpec = await cgroup.setupSpec();
     const stdio: SpawnStdio[] = [0, 1, 2].map((fd) => ({ fd, from: { parentFd: fd } }));
     const launched = await launch(
       k,
       {
-        mode: 'create', spec, rootfs: req.rootfs, bundle: req.bundle, stateDir: dir,
+        mode: 'create', spec: setupSpec, rootfs: req.rootfs, bundle: req.bundle, stateDir: dir, cgroupThreadFiles: cgroup.threadFiles(),
         tty: terminal ? { rows: spec.process?.consoleSize?.height ?? 24, cols: spec.process?.consoleSize?.width ?? 80 } : null,
         stdio, preserveFds: req.preserveFds ?? 0, trace: tracer.mode, color: false,
         lastCap: lastCap(() => readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')),
@@ -137,13 +148,14 @@ export async function createContainer(k: Kernel, req: CreateRequest): Promise<nu
       new Set(),
     );
     pid = launched.pid;
+    cgroup.attach(pid);
     if (launched.ptyMaster !== null) {
       k.sendFd(req.consoleSocket!, launched.ptyMaster);
       k.close(launched.ptyMaster);
     }
     const record: ContainerRecord = {
       ociVersion: spec.ociVersion, id: req.id, pid, pidStart: procStartTime(pid) ?? 0, bundle: req.bundle, rootfs: req.rootfs,
-      created: new Date().toISOString(), annotations: spec.annotations ?? {}, spec,
+      created: new Date().toISOString(), annotations: spec.annotations ?? {}, spec, cgroupsPath: cgroup.path,
     };
     writeJson(recordPath(req.paths, req.id), record);
     const state = { ...ociState(req.paths, record, 'creating') };
@@ -158,9 +170,21 @@ export async function createContainer(k: Kernel, req: CreateRequest): Promise<nu
     return pid;
   } catch (e) {
     if (pid !== undefined) killQuietly(k, pid);
+    try {
+      cgroup.remove();
+    } catch {
+      /* delete --force and the cgroup sweep retry */
+    }
     rmSync(dir, { recursive: true, force: true });
     throw wrap('creating container', e);
   }
+}
+
+/** The cgroup of a created container, or null when it has none (no cgroup fs). */
+export function containerCgroup(k: Kernel, r: ContainerRecord): CgroupManager | null {
+  if (!r.cgroupsPath) return null;
+  const m = cgroupManager(k, r.cgroupsPath);
+  return m.exists() ? m : null;
 }
 
 export function startContainer(k: Kernel, p: Paths, id: string): void {
@@ -227,6 +251,7 @@ export async function deleteContainer(k: Kernel, p: Paths, id: string, force: bo
     const deadline = Date.now() + 10_000;
     while (alive(r.pid, r.pidStart) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
   }
+  if (r.cgroupsPath) removeStaleCgroup(k, r.cgroupsPath);
   runHooks(r.spec, 'poststop', ociState(p, r, 'stopped'));
   rmSync(stateDir(p, id), { recursive: true, force: true });
 }
@@ -287,6 +312,8 @@ export async function execInContainer(k: Kernel, p: Paths, id: string, req: Exec
       new Set(),
     );
     pid = launched.pid;
+    // The exec'd process counts against the container's limits from its first instruction.
+    containerCgroup(k, r)?.addProcess(pid);
     let restore: (() => void) | undefined;
     if (launched.ptyMaster !== null) {
       if (req.consoleSocket) {

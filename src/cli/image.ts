@@ -1,6 +1,6 @@
 // Image verbs: pull, images, rmi, tag, image inspect/prune/ls/rm, login, logout; and the
 // image half of `tsrun run IMAGE`.
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { isAlive, procStartTime } from '../runtime/proc-scan.js';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -294,6 +294,10 @@ function sweepDeadRmContainers(root: string): void {
   }
   for (const c of ids) {
     try {
+      // A detached container (-d) is owned by the monitor, not by the tsrun that wrote
+      // image.json and has exited since: only foreground runs are swept.
+      const rec = join(base, c, 'config.json');
+      if (existsSync(rec) && (JSON.parse(readFileSync(rec, 'utf8')) as { foreground?: boolean }).foreground !== true) continue;
       const meta = JSON.parse(readFileSync(join(base, c, 'image.json'), 'utf8')) as { rm?: boolean; owner?: { pid: number; start: number } };
       if (meta.rm && meta.owner && !isAlive(meta.owner.pid, meta.owner.start)) rmSync(join(base, c), { recursive: true, force: true });
     } catch {

@@ -93,6 +93,22 @@ describe('tsrun run IMAGE', () => {
     await sub; // its orphan was killed by the next run's garbage collection
   });
 
+  it('the sweep leaves a detached --rm container alone (its owner is the monitor)', async () => {
+    const ref = `${reg.host}/test/whiteouts`;
+    const d = await sb.tsrun(['run', '-d', '--rm', ref, 'sleep', '30']);
+    expectExit(d, 0);
+    const id = d.stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    try {
+      const r = await sb.tsrun(['run', '--rm', ref, 'true']);
+      expectExit(r, 0);
+      expect(readdirSync(join(sb.root, 'containers'))).toEqual([id]);
+      expect(existsSync(join(sb.root, 'containers', id, 'upper'))).toBe(true);
+    } finally {
+      await sb.tsrun(['rm', '-f', id]);
+    }
+  });
+
   it('applies Entrypoint, Cmd, Env, WorkingDir and User like docker', async () => {
     const ref = `${reg.host}/test/config`;
     let r = await sb.tsrun(['run', '--rm', ref]);

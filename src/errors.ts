@@ -55,6 +55,7 @@ export interface SerializedError {
 }
 
 export function serializeError(e: unknown): SerializedError {
+  if (e instanceof KernelError) e = wrap('setting up the container', e);
   if (e instanceof TsrunError) return { code: e.code, message: e.message, hint: e.hint };
   return { code: 'INTERNAL', message: e instanceof Error ? e.stack ?? e.message : String(e) };
 }

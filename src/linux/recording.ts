@@ -68,7 +68,8 @@ export class RecordingKernel implements Kernel {
   nextPid = 4242;
   /** what wait() returns; null means "still running" (WNOHANG) */
   waitResult: WaitResult | null = { pid: 4242, code: 0, signal: null };
-  capSets: CapSets = { effective: 0n, permitted: 0n, inheritable: 0n };
+  /** what capget answers: a root thread holds every capability (0..40) */
+  capSets: CapSets = { effective: (1n << 41n) - 1n, permitted: (1n << 41n) - 1n, inheritable: 0n };
   /** what statFd says about an fd opened with open(path), by path; 'dir' otherwise */
   readonly kinds = new Map<string, FileKind>();
 

@@ -32,39 +32,37 @@ export function openInRoot(k: Kernel, rootfd: number, path: string, flags = O.O_
 export function ensureInRoot(k: Kernel, rootfd: number, path: string, kind: 'dir' | 'file', mode = 0o755): number {
   const existing = openInRoot(k, rootfd, path);
   if (existing >= 0) return existing;
+  // Walk the prefixes, each resolved from the rootfs fd (so a symlink anywhere along
+  // the way resolves as it would inside the container, and never leaves the rootfs),
+  // creating what is missing in the directory its parent resolved to.
   const parts = components(path);
-  let dirfd = k.openat2(rootfd, '/', O.O_PATH | O.O_DIRECTORY | O.O_CLOEXEC, 0, RESOLVE_FLAGS);
+  let parentfd = k.openat2(rootfd, '/', O.O_PATH | O.O_DIRECTORY | O.O_CLOEXEC, 0, RESOLVE_FLAGS);
   try {
     for (let i = 0; i < parts.length; i++) {
       const name = parts[i]!;
+      const prefix = '/' + parts.slice(0, i + 1).join('/');
       const last = i === parts.length - 1;
-      const next = openInRoot(k, dirfd, name, O.O_PATH | O.O_CLOEXEC | (last && kind === 'file' ? 0 : O.O_DIRECTORY));
-      if (next >= 0) {
-        k.close(dirfd);
-        dirfd = next;
-        continue;
-      }
-      if (!last || kind === 'dir') {
-        try {
-          k.mkdirat(dirfd, name, mode, 'create a missing mount point inside the rootfs');
-        } catch (e) {
-          if (!(e instanceof KernelError && e.errno === EEXIST)) throw e;
+      const dirFlags = last && kind === 'file' ? 0 : O.O_DIRECTORY;
+      let fd = openInRoot(k, rootfd, prefix, O.O_PATH | O.O_CLOEXEC | dirFlags);
+      if (fd < 0) {
+        if (!last || kind === 'dir') {
+          try {
+            k.mkdirat(parentfd, name, mode, 'create a missing mount point inside the rootfs');
+          } catch (e) {
+            if (!(e instanceof KernelError && e.errno === EEXIST)) throw e;
+          }
+        } else {
+          // An empty file to bind over. O_CREAT|O_EXCL never follows a symlink at the last component.
+          k.close(k.openat2(parentfd, name, O.O_CREAT | O.O_EXCL | O.O_WRONLY | O.O_CLOEXEC | O.O_NOFOLLOW, 0o644, RESOLVE_FLAGS));
         }
-        const fd = k.openat2(dirfd, name, O.O_PATH | O.O_DIRECTORY | O.O_CLOEXEC, 0, RESOLVE_FLAGS);
-        k.close(dirfd);
-        dirfd = fd;
-      } else {
-        // An empty file to bind over. O_CREAT|O_EXCL never follows a symlink at the last component.
-        const fd = k.openat2(dirfd, name, O.O_CREAT | O.O_EXCL | O.O_WRONLY | O.O_CLOEXEC | O.O_NOFOLLOW, 0o644, RESOLVE_FLAGS);
-        k.close(fd);
-        const pfd = k.openat2(dirfd, name, O.O_PATH | O.O_CLOEXEC, 0, RESOLVE_FLAGS);
-        k.close(dirfd);
-        dirfd = pfd;
+        fd = k.openat2(rootfd, prefix, O.O_PATH | O.O_CLOEXEC | dirFlags, 0, RESOLVE_FLAGS);
       }
+      k.close(parentfd);
+      parentfd = fd;
     }
-    return dirfd;
+    return parentfd;
   } catch (e) {
-    k.close(dirfd);
+    k.close(parentfd);
     throw e;
   }
 }

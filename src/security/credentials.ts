@@ -7,11 +7,21 @@
 import { PR, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE } from '../linux/constants.js';
 import type { Kernel } from '../linux/kernel.js';
 import type { ProcessSpec } from '../spec/types.js';
-import { CAPABILITIES, capMask } from './capabilities.js';
+import { CAPABILITIES, capMask, capNames } from './capabilities.js';
+import { TsrunError } from '../errors.js';
 
 export function applyCredentials(k: Kernel, p: ProcessSpec, lastCap: number): void {
   const caps = p.capabilities ?? {};
   const bounding = capMask(caps.bounding, lastCap);
+  // capset(2) can only keep what this thread holds; name what is missing instead of EPERM.
+  const held = k.capget().permitted;
+  const wanted = capMask([...(caps.permitted ?? []), ...(caps.effective ?? []), ...(caps.inheritable ?? [])], lastCap);
+  const missing = wanted & ~held;
+  if (missing) {
+    throw new TsrunError('CONTAINER_SETUP', `the container asks for ${capNames(missing).join(', ')}, which tsrun itself does not have`, {
+      hint: 'drop it from --cap-add / process.capabilities, or run tsrun with it',
+    });
+  }
   for (let c = 0; c <= lastCap; c++) {
     if (!((bounding >> BigInt(c)) & 1n)) {
       k.prctl(PR.PR_CAPBSET_DROP, c, 0, `drop ${capName(c)} from the bounding set: no execve can ever regain it`);

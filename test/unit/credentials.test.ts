@@ -122,3 +122,13 @@ describe('applyCredentials', () => {
     expect(k.callsOf('capset')).toEqual([]);
   });
 });
+
+describe('capabilities tsrun does not hold', () => {
+  it('are named in the error, before any credential changes', () => {
+    const k = new RecordingKernel();
+    k.capSets = { effective: 0n, permitted: (1n << 24n) - 1n, inheritable: 0n }; // no CAP_SYS_RESOURCE (24) and up
+    const p = { user: { uid: 0, gid: 0 }, args: ['true'], cwd: '/', capabilities: { bounding: ['CAP_CHOWN', 'CAP_SYS_RESOURCE'], permitted: ['CAP_CHOWN', 'CAP_SYS_RESOURCE'], effective: ['CAP_CHOWN'] } };
+    expect(() => applyCredentials(k, p, 40)).toThrow(/asks for CAP_SYS_RESOURCE, which tsrun itself does not have/);
+    expect(k.calls.map((c) => c.method)).toEqual(['capget']);
+  });
+});

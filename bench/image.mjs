@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Image benchmark: cold `tsrun pull` of a multi-layer image vs `podman pull` from the
 // same local registry (Debian's docker-registry on 127.0.0.1), and a warm
-// `tsrun run --rm IMAGE true` vs `podman run --rm --network none IMAGE true`.
+// `tsrun run --rm --network none IMAGE true` vs `podman run --rm --network none IMAGE true`
+// (plus tsrun's default bridge network, for reference).
 // Prints medians and the ratios (targets: pull <= 0.5x podman, run <= 0.75x podman).
 //
 //   npm run build && sudo node bench/image.mjs      (BENCH_N=10 rounds by default)
@@ -113,12 +114,16 @@ try {
   mkdirSync(pRoot);
   const pEnv = podmanEnv(pRoot);
   if (havePodman) execFileSync('podman', ['pull', '-q', ref], { env: { ...process.env, ...pEnv }, stdio: 'ignore' });
-  const run = { tsrun: [], podman: [] };
+  // podman runs with --network none, so the compared tsrun row does too; tsrun's default
+  // (a bridge network, like docker's) is shown beside it.
+  const run = { tsrun: [], tsrunNet: [], podman: [] };
   for (let i = 0; i < N + 2; i++) {
-    const a = time(TSRUN, ['run', '--rm', ref, 'true'], { TSRUN_ROOT: tRoot });
+    const a = time(TSRUN, ['run', '--rm', '--network', 'none', ref, 'true'], { TSRUN_ROOT: tRoot });
+    const n = time(TSRUN, ['run', '--rm', ref, 'true'], { TSRUN_ROOT: tRoot });
     const b = havePodman ? time('podman', ['run', '--rm', '--network', 'none', ref, 'true'], pEnv) : undefined;
     if (i < 2) continue; // warm-up
     run.tsrun.push(a);
+    run.tsrunNet.push(n);
     if (b !== undefined) run.podman.push(b);
   }
   if (havePodman) spawnSync('podman', ['rmi', '-a', '-f'], { env: { ...process.env, ...pEnv }, stdio: 'ignore' });
@@ -126,7 +131,8 @@ try {
   const row = (name, a) => `${name.padEnd(34)} ${a.length ? median(a).toFixed(1).padStart(8) + ' ms' : '      n/a'}  (min ${a.length ? Math.min(...a).toFixed(1) : '-'}, max ${a.length ? Math.max(...a).toFixed(1) : '-'}, n=${a.length})`;
   console.log(row('tsrun pull (cold)', pull.tsrun));
   console.log(row('podman pull (cold)', pull.podman));
-  console.log(row('tsrun run --rm IMAGE true (warm)', run.tsrun));
+  console.log(row('tsrun run --rm --network none (warm)', run.tsrun));
+  console.log(row('tsrun run --rm IMAGE true (bridge)', run.tsrunNet));
   console.log(row('podman run --rm --network none (warm)', run.podman));
   if (havePodman) {
     const pr = median(pull.tsrun) / median(pull.podman);

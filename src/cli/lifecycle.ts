@@ -417,17 +417,19 @@ async function startOne(c: Ctx, ref: string): Promise<string> {
 /** Streams the container's output (from the log) until it exits; returns its exit code. */
 async function attachOutput(c: Ctx, id: string, follower: LogFollower, startup?: Promise<unknown>): Promise<number> {
   await startup;
-  for (;;) {
-    follower.poll((e) => (e.stream === 'stdout' ? process.stdout : process.stderr).write(e.log));
-    const r = readRecord(c.paths, id);
-    const o = observe(c.paths, r);
-    if (o.status !== 'running' && o.status !== 'paused' && o.status !== 'restarting' && o.status !== 'created') {
-      await sleep(20);
-      follower.poll((e) => (e.stream === 'stdout' ? process.stdout : process.stderr).write(e.log));
-      return repairIfOrphaned(c.paths, readRecord(c.paths, id)).state.exitCode ?? 0;
-    }
-    await sleep(50);
+  const out = (e: { stream: string; log: string }): boolean => (e.stream === 'stdout' ? process.stdout : process.stderr).write(e.log);
+  // The monitor answers `wait` once the exit is recorded, logs drained included.
+  let code: number | null = null;
+  const waited = callMonitor(c.paths, { op: 'wait', id }, { start: true, rootFlag: c.rootFlag }).then((r) => {
+    code = r.exitCode ?? 0;
+  });
+  waited.catch(() => {});
+  while (code === null) {
+    follower.poll(out);
+    await Promise.race([waited, sleep(50)]);
   }
+  follower.poll(out);
+  return code;
 }
 
 async function removeOne(c: Ctx, ref: string, force: boolean): Promise<void> {
@@ -643,6 +645,7 @@ export function registerLifecycle(program: Command): void {
       const h = await startExec(c.k, c.paths, r, {
         args: command, env, workdir: opts.workdir, user: opts.user,
         tty: opts.tty ? { rows: process.stdout.rows ?? 24, cols: process.stdout.columns ?? 80 } : null,
+        detach: opts.detach,
         stdio: opts.detach ? [stdin, { fd: 1, from: { path: '/dev/null', flags: 1 } }, { fd: 2, from: { path: '/dev/null', flags: 1 } }] : [stdin, { fd: 1, from: { parentFd: 1 } }, { fd: 2, from: { parentFd: 2 } }],
       });
       let restore: (() => void) | undefined;
@@ -655,7 +658,7 @@ export function registerLifecycle(program: Command): void {
           throw e;
         }
         h.cleanup();
-        if (opts.detach) return;
+        if (opts.detach || !h.exit) return;
         const code = await h.exit;
         if (restore) await drainTty();
         process.exitCode = code;
@@ -724,7 +727,15 @@ export function registerLifecycle(program: Command): void {
       await forEach(refs, async (ref) => {
         const { r, o } = stateOf(c, ref);
         let code = r.state.exitCode ?? 0;
-        if (o.status === 'running' || o.status === 'paused' || o.status === 'restarting' || (o.status === 'created' && o.watcherAlive)) {
+        const live = o.status === 'running' || o.status === 'paused' || o.status === 'restarting' || (o.status === 'created' && o.watcherAlive);
+        if (!r.foreground && !live) {
+          // Just exited: the monitor may still be writing the exit code; it answers once it is written.
+          try {
+            code = (await callMonitor(c.paths, { op: 'wait', id: r.id }, { start: false })).exitCode ?? code;
+          } catch {
+            code = readRecord(c.paths, r.id).state.exitCode ?? code;
+          }
+        } else if (live) {
           if (r.foreground) {
             await waitGone(o.pid, 1e12);
             for (let i = 0; i < 200 && !readRecord(c.paths, r.id).state.finishedAt; i++) await sleep(10);

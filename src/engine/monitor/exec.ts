@@ -29,12 +29,15 @@ export interface ExecOptions {
   user?: string;
   tty: { rows: number; cols: number } | null;
   stdio: SpawnStdio[];
+  /** -d: nobody waits for it (a waiter would keep this process alive) */
+  detach?: boolean;
 }
 
 export interface ExecHandle {
   pid: number;
   launched: Launched;
-  exit: Promise<number>;
+  /** null when detached */
+  exit: Promise<number> | null;
   /** removes the exec's gate dir; call once the process runs */
   cleanup: () => void;
 }
@@ -97,7 +100,7 @@ export async function startExec(
       );
       known.add(l.pid);
       // Registered before the gate opens, so no SIGCHLD is missed.
-      return { launched: l, exit: waitExit(k, l.pid) };
+      return { launched: l, exit: o.detach ? null : waitExit(k, l.pid) };
     });
     pid = launched.pid;
     const cg = obs.rt?.cgroupsPath;

@@ -51,7 +51,7 @@ export async function runHealthcheck(
         res(-1);
       }, hc.timeoutMs);
     });
-    let code = await Promise.race([h.exit, timedOut]);
+    let code = await Promise.race([h.exit!, timedOut]);
     clearTimeout(timer);
     if (code === -1) await h.exit;
     known.delete(h.pid);

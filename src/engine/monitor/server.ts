@@ -64,6 +64,7 @@ export class Monitor {
   private active = 0;
   /** exits being recorded (logs drained, cgroup removed, record written) */
   private finishing = 0;
+  private readonly exitsInProgress = new Map<string, Promise<void>>();
   private launchChain: Promise<unknown> = Promise.resolve();
   private readonly me: { pid: number; start: number };
   private exiting = false;
@@ -232,7 +233,10 @@ export class Monitor {
       case 'stop': {
         this.cancelRestart(req.id);
         const w = this.watched.get(req.id);
-        if (!w) return { ok: true, exitCode: this.recordedExit(req.id) };
+        if (!w) {
+          await this.exitsInProgress.get(req.id);
+          return { ok: true, exitCode: this.recordedExit(req.id) };
+        }
         w.stopRequested = true;
         updateState(this.paths, req.id, (s) => {
           s.stoppedByUser = true;
@@ -267,6 +271,11 @@ export class Monitor {
               // docker's wait (condition not-running) returns at the first exit.
             }
             return { ok: true, exitCode: this.recordedExit(req.id) };
+          }
+          const inProgress = this.exitsInProgress.get(req.id);
+          if (inProgress) {
+            await inProgress;
+            continue;
           }
           if (this.starting.has(req.id)) {
             await new Promise((r) => setTimeout(r, 20));
@@ -533,9 +542,12 @@ export class Monitor {
     if (this.watched.get(w.id) !== w) return;
     this.watched.delete(w.id);
     this.finishing++;
+    const recorded = this.recordExit(w, code, unknown);
+    this.exitsInProgress.set(w.id, recorded.catch(() => {}));
     try {
-      await this.recordExit(w, code, unknown);
+      await recorded;
     } finally {
+      this.exitsInProgress.delete(w.id);
       this.finishing--;
       this.scheduleIdleCheck(0);
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs tsrun on a Debian/Ubuntu host: the system packages it uses, its npm
 # dependencies, the build, a `tsrun` command in /usr/local/bin, and a small busybox
-# root filesystem to try it on (/var/lib/tsrun/rootfs/busybox).
+# root filesystem to try it on (/var/lib/tsrun/rootfs/busybox), imported as the local
+# image `busybox` (there is no registry to pull it from on a machine without internet).
 # Run as root from the repository: sudo bash scripts/install.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,4 +35,11 @@ if [ ! -x "$rootfs/bin/busybox" ]; then
   printf 'root:x:0:\nnogroup:x:65534:\n' > "$rootfs/etc/group"
   chmod 1777 "$rootfs/tmp"
 fi
-echo "tsrun installed: $(command -v tsrun); try: sudo tsrun run --rootfs $rootfs -- sh"
+# The same files as a one-layer image named busybox (docker.io/library/busybox:latest).
+if ! tsrun image inspect busybox >/dev/null 2>&1; then
+  tarball=$(mktemp /tmp/tsrun-busybox.XXXXXX.tar)
+  tar -C "$rootfs" -cf "$tarball" .
+  tsrun import "$tarball" busybox >/dev/null
+  rm -f "$tarball"
+fi
+echo "tsrun installed: $(command -v tsrun); try: sudo tsrun run -it busybox sh"

@@ -1,5 +1,6 @@
 // Image verbs: pull, images, rmi, tag, image inspect/prune/ls/rm, login, logout; and the
 // image half of `tsrun run IMAGE`.
+import { tracer } from '../trace/tracer.js';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { isAlive, procStartTime } from '../runtime/proc-scan.js';
 import { join } from 'node:path';
@@ -351,6 +352,8 @@ export async function prepareImageRun(root: string, id: string, imageRef: string
     rec = await pullImage(store, imageRef, { insecureRegistries: opts.insecureRegistry, caFile: opts.caFile, platform: opts.platform, progress: process.stderr });
   }
   const lower = [...rec.layers].reverse().map((d) => store.layerPath(d));
+  tracer.step('image', 'image', `${imageRef} -> ${rec.id}`, 'the image, found in the local store by name');
+  tracer.step('image', 'layers', `${lower.length}, topmost first: ${lower.join(' ')}`, 'the overlay will stack these unpacked layers read-only, topmost first, under the container\'s own upper dir; they are shared, never copied');
   const defaults = imageDefaults(rec.config, { entrypoint: opts.entrypoint, command });
   const u = resolveUserInLayers(opts.user ?? defaults.user, lower);
   const env = [...(defaults.env ?? [])];

@@ -2,6 +2,7 @@
 // downloaded in parallel, each one hashed into the blob store *and* decompressed and
 // unpacked while it streams. A layer becomes visible only when both its compressed
 // digest and its diff ID check out.
+import { tracer } from '../trace/tracer.js';
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { arch } from 'node:os';
@@ -197,14 +198,18 @@ export async function pullImage(store: ImageStore, refText: string, opts: PullOp
 async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, progress: Progress, opts: PullOptions): Promise<ImageRecord> {
   const name = formatReference(ref);
   progress.line(`${ref.tag ?? ref.digest}: Pulling from ${ref.repository}`);
+  let t0 = tracer.on ? tracer.now() : undefined;
   const top = await client.getManifest(manifestReference(ref));
+  tracer.step('image', 'manifest', `${name} -> ${top.digest} (${top.mediaType})`, 'ask the registry what the reference names; everything after is fetched by digest, so it cannot change under us', t0);
   let m: Manifest = top.manifest;
   let manifestRaw = top.raw;
   let manifestDigest = top.digest;
   const want = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
   if (top.mediaType === MEDIA.ociIndex || top.mediaType === MEDIA.dockerList || (m.manifests && !m.layers)) {
     const d = selectPlatform(m.manifests ?? [], want, !!opts.platform);
+    t0 = tracer.on ? tracer.now() : undefined;
     const sub = await client.getManifest(d.digest);
+    tracer.step('image', 'platform', `${formatPlatform(want)} -> ${d.digest}`, 'a multi-platform index: take the manifest built for this machine', t0);
     m = sub.manifest;
     manifestRaw = sub.raw;
     manifestDigest = sub.digest;
@@ -221,6 +226,7 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
       return store.putBlob(b.body, m.config!.digest, m.config!.size);
     });
   const config = JSON.parse((await store.readBlob(cfgBlob.digest)).toString('utf8')) as ImageConfigFile;
+  tracer.step('image', 'config', cfgBlob.digest, 'the image config (its digest is the image id): entrypoint, env, user, and the diff IDs of the layers');
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== m.layers.length) {
     throw new TsrunError('IMAGE', `${name}: the config lists ${diffIds.length} diff IDs for ${m.layers.length} layers`, { hint: 'the image is malformed' });
@@ -235,8 +241,10 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
   const fetchLayers = (): Promise<void> => pool(jobs, opts.concurrency ?? 4, async ({ desc, diffId }) => {
     if (store.hasLayer(diffId) && store.hasBlob(desc.digest)) {
       progress.layer(desc.digest, 'Already exists');
+      tracer.step('image', 'layer', `${desc.digest} = ${store.layerPath(diffId)}`, 'already unpacked by an earlier pull: layers are stored once, by diff ID, and shared');
       return;
     }
+    const lt0 = tracer.on ? tracer.now() : undefined;
     progress.layer(desc.digest, 'Pulling fs layer');
     fetched++;
     await withRetries(`layer ${desc.digest.slice(0, 19)}`, 3, async () => {
@@ -309,6 +317,7 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
         throw e;
       }
       progress.layer(desc.digest, 'Pull complete');
+      tracer.step('image', 'layer', `${desc.digest} -> ${store.layerPath(diffId)}`, 'downloaded while unpacking, checked against its digest and its diff ID (the uncompressed tar), then renamed into place', lt0);
     });
   });
 

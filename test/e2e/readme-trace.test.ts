@@ -1,7 +1,9 @@
 // The README's walkthrough quotes a real `tsrun --trace run` and must not go stale:
 // every trace line it quotes has to appear, in the same order, in what tsrun prints
 // today, modulo container ids, pids, fd numbers and paths.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useSandbox } from '../helpers/sandbox.js';
 import { REPO_ROOT } from '../helpers/tsrun.js';
@@ -21,9 +23,12 @@ export function readmeTraceLines(readme: string): string[] {
   return lines;
 }
 
-export function normalize(line: string, rootfs: string): string {
+/** Puts both sides in the same words: the README's paths are tsrun's defaults, the test's are its own TSRUN_ROOT. */
+export function normalize(line: string, root: string, runRoot: string): string {
   return line
-    .split(rootfs).join('<ROOTFS>')
+    .split(runRoot).join('<RUN>')
+    .split(root).join('<ROOT>')
+    .replace(/\bvt[a-z0-9]+\b/g, '<VETH>')
     .replace(/"[^"]*exec\.fifo"/g, '"<GATE>"')
     .replace(/"[^"]*\/containers\/[0-9a-f]{64}"/g, '"<STATEDIR>"')
     .replace(/\b[0-9a-f]{12,64}\b/g, '<ID>')
@@ -38,17 +43,21 @@ describe('README walkthrough', () => {
   it('quotes only trace lines that tsrun still prints, in order', async () => {
     const quoted = readmeTraceLines(readFileSync(`${REPO_ROOT}/README.md`, 'utf8'));
     expect(quoted.length).toBeGreaterThan(20);
-    const rootfs = sb.rootfs();
-    const r = await sb.tsrun(['--trace', 'run', '--rootfs', rootfs, '--', 'echo', 'hello'], { env: { NO_COLOR: '1' } });
+    // The README's command, on the image the install script makes: the busybox rootfs, imported.
+    const tarball = join(sb.dir, 'busybox.tar');
+    execFileSync('tar', ['-C', sb.rootfs(), '-cf', tarball, '.']);
+    const imported = await sb.tsrun(['import', tarball, 'busybox']);
+    expect(imported.exitCode, imported.stderr).toBe(0);
+    const r = await sb.tsrun(['--trace', 'run', '--rm', 'busybox', 'echo', 'hello'], { env: { NO_COLOR: '1' } });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toBe('hello\n');
-    const printed = r.stderr.split('\n').map((l) => normalize(l, rootfs));
+    const printed = r.stderr.split('\n').map((l) => normalize(l, sb.root, join(sb.root, 'run')));
     // A quoted line may leave out the "# why" (trimmed for width); then only the call
     // and its result have to match.
     const callOnly = printed.map((l) => l.replace(/ # .*$/, ''));
     let at = 0;
     for (const q of quoted) {
-      const want = normalize(q, '/var/lib/tsrun/rootfs/busybox');
+      const want = normalize(q, '/var/lib/tsrun', '/run/tsrun');
       const found = (want.includes(' # ') ? printed : callOnly).indexOf(want, at);
       expect(found, `README line not printed by tsrun (in this order):\n  ${want}\nnear:\n  ${printed.slice(at, at + 5).join('\n  ')}`).toBeGreaterThanOrEqual(0);
       at = found + 1;

@@ -366,12 +366,7 @@ describe('process and identity (config.md "Process", "Hostname")', () => {
   });
 });
 
-// The cgroup manager (src/cgroups) is wired into `tsrun run` but not yet into the
-// runtime's create (src/runtime/lifecycle.ts). Until it is, these would only restate
-// that; they switch themselves on once lifecycle.ts uses the container cgroup.
-const LIFECYCLE_HAS_CGROUPS = /ContainerCgroup|cgroups\//.test(readFileSync(new URL('../../src/runtime/lifecycle.ts', import.meta.url), 'utf8'));
-
-describe.runIf(LIFECYCLE_HAS_CGROUPS)('cgroupsPath (config-linux.md "Control groups")', () => {
+describe('cgroupsPath (config-linux.md "Control groups")', () => {
   const v1Memory = '/sys/fs/cgroup/memory';
   const hasV1Memory = existsSync(join(v1Memory, 'cgroup.procs'));
 
@@ -414,9 +409,11 @@ describe.runIf(LIFECYCLE_HAS_CGROUPS)('cgroupsPath (config-linux.md "Control gro
     const rel = `tsrun-e2e-rel-${process.pid}-${Date.now()}`;
     const own = (readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => /:memory:/.test(l)) ?? '').split(':')[2] ?? '/';
     try {
-      const { file } = await cgroupOfCreated(rel);
+      const { file, pid } = await cgroupOfCreated(rel);
       expect(file.endsWith('/' + rel)).toBe(true);
+      expect(readFileSync(join(v1Memory, file, 'cgroup.procs'), 'utf8').split('\n')).toContain(String(pid));
       ok(await rt(['delete', '--force', 'cg']));
+      await until(() => !existsSync(join(v1Memory, file)), 'the cgroup to be removed', 5000);
     } finally {
       if (runtimeIds(rtRoot()).includes('cg')) await rt(['delete', '--force', 'cg']);
       for (const c of readdirSync('/sys/fs/cgroup')) {

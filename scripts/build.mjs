@@ -2,7 +2,10 @@
 // Why a bundle: Node's start-up is the floor of every tsrun command, and resolving
 // and reading dozens of module files costs several milliseconds on the run path.
 // koffi is kept external: it is a native addon loaded from node_modules.
+import fs from 'node:fs';
 import { build } from 'esbuild';
+
+fs.mkdirSync('dist', { recursive: true });
 
 const common = {
   bundle: true,
@@ -14,6 +17,9 @@ const common = {
   logLevel: 'warning',
   legalComments: 'none',
 };
+
+// Code caches of the previous build would only be rejected; drop them (bin/load-bundle.cjs).
+for (const f of fs.readdirSync('dist', { withFileTypes: true })) if (f.name.endsWith('.v8cache')) fs.rmSync(`dist/${f.name}`);
 
 await Promise.all([
   build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/tsrun.cjs' }),

@@ -40,8 +40,9 @@ export function renderRuleset(bridges: BridgeRecord[], endpoints: Endpoint[]): s
   L.push('  }');
   L.push('  chain input {', '    type filter hook input priority filter; policy accept;');
   // route_localnet=1 would also let a container reach the host's 127.0.0.1 services
-  // (CVE-2020-8558, the kube-proxy bug): drop what arrives from a bridge for 127/8.
-  L.push(`    iifname { ${names.join(', ')} } ip daddr 127.0.0.0/8 drop`);
+  // (CVE-2020-8558, the kube-proxy bug): drop what arrives from a bridge for 127/8,
+  // except replies of connections DNATed from 127.0.0.1, which conntrack maps back there.
+  L.push(`    iifname { ${names.join(', ')} } ip daddr 127.0.0.0/8 ct state != { established, related } drop`);
   L.push('  }');
   L.push('  chain forward {', '    type filter hook forward priority filter; policy accept;');
   // Isolation: nothing is routed from one tsrun network to another.

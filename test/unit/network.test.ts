@@ -110,6 +110,6 @@ describe('firewall', () => {
     expect(text).toContain('ip daddr 127.0.0.1 udp dport 5353 dnat to 10.124.0.2:53');
     expect(text).toContain('iifname "tsrun0" oifname { "tsr-a" } drop');
     expect(text).toContain('iifname "tsr-a" oifname { "tsrun0" } drop');
-    expect(text).toMatch(/iifname \{ "tsrun0", "tsr-a" \} ip daddr 127\.0\.0\.0\/8 drop/);
+    expect(text).toMatch(/iifname \{ "tsrun0", "tsr-a" \} ip daddr 127\.0\.0\.0\/8 ct state != \{ established, related \} drop/);
   });
 });

@@ -93,11 +93,16 @@ function run(cmd, args) {
 
 let seq = 0;
 const failures = [];
+// per-verb wall times of the measured rounds, to show which verb is above its one Node start
+const verbTimes = { 'tsrun-runtime': { create: [], start: [], delete: [] }, runc: { create: [], start: [], delete: [] } };
+let measuring = false;
 async function cycle(bin, root, bundleDir, label) {
   const id = `bench-${process.pid}-${++seq}`;
   const t0 = performance.now();
   for (const args of [['create', '--bundle', bundleDir, id], ['start', id], ['delete', '--force', id]]) {
+    const v0 = performance.now();
     const r = await run(bin, ['--root', root, ...args]);
+    if (measuring) verbTimes[label][args[0]].push(performance.now() - v0);
     if (r.code !== 0) {
       failures.push(`${label} ${args[0]}: exit ${r.code}: ${r.err.trim().split('\n')[0]}`);
       await run(bin, ['--root', root, 'delete', '--force', id]);
@@ -137,6 +142,7 @@ for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => (stopping = true));
 const rows = { 'tsrun-runtime': [], runc: [], 'node -e 0 x3': [] };
 try {
   for (let i = 0; i < WARMUP + N && !stopping; i++) {
+    measuring = i >= WARMUP;
     const a = await cycle(RUNTIME, tsrunRoot, tsrunBundle, 'tsrun-runtime');
     const b = RUNC ? await cycle(RUNC, runcRoot, runcBundle, 'runc') : null;
     const c = await floor();
@@ -160,6 +166,12 @@ process.stdout.write(`${'cycle'.padEnd(16)}${'median'.padStart(8)}${'p10'.padSta
 for (const [name, xs] of Object.entries(rows)) {
   if (!xs.length) continue;
   process.stdout.write(`${name.padEnd(16)}${f(q(xs, 0.5))}${f(q(xs, 0.1))}${f(q(xs, 0.9))}${f(Math.min(...xs))}${f(Math.max(...xs))}   ${xs.length}\n`);
+}
+const oneNode = q(rows['node -e 0 x3'], 0.5) / 3;
+process.stdout.write(`\nper verb, median ms (one node start is ~${oneNode.toFixed(1)} ms of the floor)\n`);
+for (const [name, verbs] of Object.entries(verbTimes)) {
+  if (!verbs.create.length) continue;
+  process.stdout.write(`${name.padEnd(16)}${Object.entries(verbs).map(([v, xs]) => `${v} ${q(xs, 0.5).toFixed(1)}`).join('   ')}\n`);
 }
 const med = (k) => q(rows[k], 0.5);
 if (rows.runc.length) process.stdout.write(`\ntsrun-runtime / runc:              ${(med('tsrun-runtime') / med('runc')).toFixed(2)}x\n`);

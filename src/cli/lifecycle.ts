@@ -36,6 +36,7 @@ export const TINI_PATHS = ['/usr/bin/tini-static', '/usr/bin/docker-init'];
 
 export interface LifecycleRunFlags {
   detach?: boolean;
+  attach?: string[];
   restart?: string;
   logOpt: string[];
   init?: boolean;
@@ -56,6 +57,7 @@ export interface LifecycleRunFlags {
 export function addLifecycleRunOptions(cmd: Command): Command {
   return cmd
     .option('-d, --detach', 'run in the background under the tsrun monitor and print the container ID', false)
+    .option('-a, --attach <stream>', 'attach STDOUT/STDERR/STDIN (the default for a foreground run; all are attached)', collect, [])
     .option('--restart <policy>', 'no, on-failure[:N], always or unless-stopped', 'no')
     .option('--log-opt <opt>', 'json-file log options: max-size=10m, max-file=3', collect, [])
     .option('--init', 'run tini as PID 1: it reaps zombies and forwards signals', false)
@@ -141,7 +143,10 @@ export const runMode = { createOnly: false };
 export async function runContainer(k: Kernel, req: RunContainerRequest): Promise<number> {
   const o = req.opts;
   const detach = o.detach || runMode.createOnly;
-  if (detach && o.tty) throw new TsrunError('USAGE', '-t with a detached container is not supported yet', { hint: 'drop -t, or run in the foreground' });
+  for (const a of o.attach ?? []) {
+    if (!/^(stdin|stdout|stderr)$/i.test(a)) throw new TsrunError('USAGE', `invalid -a ${a}: use STDIN, STDOUT or STDERR`);
+  }
+  if (o.detach && o.attach?.length) throw new TsrunError('USAGE', 'conflicting options: -a and -d');
   if (o.rm && o.restart && o.restart !== 'no') throw new TsrunError('USAGE', 'conflicting options: --restart and --rm');
   const restartPolicy = parseRestart(o.restart);
   const logConfig = { type: 'json-file' as const, ...parseLogOpts(o.logOpt) };

@@ -189,6 +189,20 @@ describe('lifecycle', () => {
     expectExit(await ts(['exec', 'ex', 'true']), 125);
   });
 
+  it('run -dt logs the terminal\'s output; run -a is the foreground default and conflicts with -d', async () => {
+    await runD(['-t', '--name', 'dt'], ['sh', '-c', 'tty; echo hi; sleep 1000']);
+    await waitFor('output', async () => (await ts(['logs', 'dt'])).stdout.includes('hi'));
+    expect((await ts(['logs', 'dt'])).stdout).toBe('/dev/pts/0\r\nhi\r\n');
+    expect((await ts(['exec', 'dt', 'readlink', '/proc/1/fd/1'])).stdout).toBe('/dev/pts/0\n');
+    expectExit(await ts(['rm', '-f', 'dt']), 0);
+    const a = await ts(['run', '--rm', '-a', 'stdout', '-a', 'stderr', '--rootfs', sb.rootfs(), '--', 'echo', 'attached']);
+    expectExit(a, 0);
+    expect(a.stdout).toBe('attached\n');
+    const c = await ts(['run', '-d', '-a', 'stdout', '--rootfs', sb.rootfs(), '--', 'true']);
+    expectExit(c, 125);
+    expect(c.stderr).toMatch(/conflicting options: -a and -d/);
+  });
+
   it.skipIf(!haveTmux())('exec -it: a shell in a terminal', async () => {
     await runD(['--name', 'tty'], ['sleep', '1000']);
     const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;

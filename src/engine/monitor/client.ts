@@ -2,7 +2,7 @@
 // monitor when nobody listens. Several CLIs may start one at once (50 `run -d` in
 // parallel); the monitor lock lets one win and the others exit.
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { TsrunError, type ErrorCode } from '../../errors.js';
@@ -36,7 +36,14 @@ function once(path: string, req: MonitorRequest): Promise<MonitorReply> {
 /** Starts `tsrun __monitor` in its own session, its output going to <runRoot>/monitor.log. */
 export function spawnMonitor(paths: Paths, rootFlag: string | undefined): void {
   mkdirSync(paths.runRoot, { recursive: true, mode: 0o711 });
-  const log = openSync(join(paths.runRoot, 'monitor.log'), 'a', 0o600);
+  const logFile = join(paths.runRoot, 'monitor.log');
+  try {
+    // Keep the monitor's own log small: it only says what it did.
+    if (statSync(logFile).size > 1 << 20) renameSync(logFile, `${logFile}.1`);
+  } catch {
+    /* none yet */
+  }
+  const log = openSync(logFile, 'a', 0o600);
   try {
     const script = process.argv[1]!;
     const args = ['--', script, ...(rootFlag ? ['--root', rootFlag] : []), '__monitor'];

@@ -16,6 +16,7 @@
 //     is unknown: it is recorded as 255 with exitUnknown (documented in `inspect`).
 import { closeSync, constants as FS, existsSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import tty from 'node:tty';
 import { join } from 'node:path';
 import type { Kernel, SpawnStdio } from '../../linux/kernel.js';
 import { TsrunError, wrap } from '../../errors.js';
@@ -152,6 +153,16 @@ export class Monitor {
       if (!rt) continue;
       if (rt.pid && rt.pidStart && observe(this.paths, record).status !== 'exited') {
         this.adopt(record, rt);
+      } else if (rt.restarting && rt.monitor && !isAlive(rt.monitor.pid, rt.monitor.start)) {
+        // Its restart was pending when the last monitor died: honour the policy now.
+        this.restartTimers.set(id, setTimeout(() => {
+          this.restartTimers.delete(id);
+          this.startContainer(id, true).catch((e: unknown) => {
+            rmSync(stateDir(this.paths, id), { recursive: true, force: true });
+            this.log(`restart of ${id.slice(0, 12)} failed: ${(e as Error).message}`);
+            this.scheduleIdleCheck(0);
+          });
+        }, 100));
       } else if (!rt.monitor || !isAlive(rt.monitor.pid, rt.monitor.start)) {
         // Died (or never started) while no monitor watched it.
         if (rt.cgroupsPath) this.removeCgroupQuietly(rt.cgroupsPath);
@@ -392,7 +403,8 @@ export class Monitor {
       network = attachmentFromSpec(r.spec, this.paths, id);
       await network?.prepare();
       this.k.mkfifo(join(dir, GATE_NAME), 0o644);
-      for (const s of PIPE_NAMES) {
+      const terminal = r.spec.process?.terminal === true;
+      for (const s of terminal ? [] : PIPE_NAMES) {
         const fifo = join(dir, `${s}.fifo`);
         this.k.mkfifo(fifo, 0o600, `the container's ${s}: a FIFO the monitor reads and a new monitor can reopen`);
         pipes.push(this.readPipe(fifo, s, logs));
@@ -401,7 +413,7 @@ export class Monitor {
         childFds.push(openSync(fifo, FS.O_RDWR));
       }
       cgroup.create();
-      const stdio: SpawnStdio[] = [
+      const stdio: SpawnStdio[] = terminal ? [] : [
         { fd: 0, from: { path: '/dev/null', flags: 0 } },
         { fd: 1, from: { parentFd: childFds[0]! } },
         { fd: 2, from: { parentFd: childFds[1]! } },
@@ -410,7 +422,10 @@ export class Monitor {
         this.k,
         {
           mode: 'create', spec: r.spec, rootfs: r.rootfs, overlay: r.overlay, bundle: r.bundle, stateDir: dir,
-          tty: null, stdio, preserveFds: 0, trace: 'off', color: false,
+          // -dt: the monitor holds the pty master and logs what comes out as stdout
+          // (docker's json-file does the same); it dies with the monitor (documented).
+          tty: terminal ? { rows: r.spec.process?.consoleSize?.height ?? 24, cols: r.spec.process?.consoleSize?.width ?? 80 } : null,
+          stdio, preserveFds: 0, trace: 'off', color: false,
           lastCap: lastCap(() => readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')),
           cgroupThreadFiles: cgroup.threadFiles(),
         },
@@ -421,6 +436,12 @@ export class Monitor {
       }));
       pid = launched.pid;
       for (const fd of childFds.splice(0)) closeSync(fd);
+      if (launched.ptyMaster !== null) {
+        const out = new tty.ReadStream(launched.ptyMaster);
+        out.on('data', (chunk: Buffer) => logs.write('stdout', chunk));
+        out.on('error', () => {}); // EIO once every holder of the slave is gone
+        pipes.push(out);
+      }
       cgroup.attach(pid);
       network?.attach(pid);
       const pidStart = procStartTime(pid) ?? 0;

@@ -3,10 +3,9 @@
 // and cut to 4 KiB, docker's limit for the health log.
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Kernel } from '../../linux/kernel.js';
-import type { Paths } from '../../runtime/state.js';
+import { type Paths, stateDir } from '../../runtime/state.js';
 import { type HealthConfig, readRecord } from '../containers.js';
 import { startExec } from './exec.js';
 
@@ -32,7 +31,8 @@ export async function runHealthcheck(
   const start = new Date().toISOString();
   const args = probeArgs(hc.test);
   if (!args) return { exitCode: 0, output: '', start, end: start };
-  const out = join(tmpdir(), `tsrun-health-${randomBytes(6).toString('hex')}`);
+  // In the container's runtime dir: it goes with the container whatever happens to the probe.
+  const out = join(stateDir(p, id), `health-${randomBytes(6).toString('hex')}`);
   const fd = openSync(out, 'w+', 0o600);
   try {
     const h = await startExec(k, p, readRecord(p, id), {

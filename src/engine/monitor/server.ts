@@ -65,6 +65,8 @@ export class Monitor {
   private active = 0;
   /** exits being recorded (logs drained, cgroup removed, record written) */
   private finishing = 0;
+  /** health probes running */
+  private probes = 0;
   private readonly exitsInProgress = new Map<string, Promise<void>>();
   private launchChain: Promise<unknown> = Promise.resolve();
   private readonly me: { pid: number; start: number };
@@ -506,8 +508,13 @@ export class Monitor {
     const begun = Date.now();
     const tick = async (): Promise<void> => {
       if (!this.watched.has(w.id)) return;
+      this.probes++;
       const res = await runHealthcheck(this.k, this.paths, w.id, hc, (f) => this.serial(f), this.known).catch((e: unknown) => ({ exitCode: -1, output: (e as Error).message, start: new Date().toISOString(), end: new Date().toISOString() }));
-      if (!this.watched.has(w.id)) return;
+      this.probes--;
+      if (!this.watched.has(w.id)) {
+        this.scheduleIdleCheck(0);
+        return;
+      }
       updateState(this.paths, w.id, (s) => {
         const h = s.health ?? { status: 'starting', failingStreak: 0, log: [] };
         h.log = [...h.log, { start: res.start, end: res.end, exitCode: res.exitCode, output: res.output }].slice(-5);
@@ -656,7 +663,7 @@ export class Monitor {
   // --------------------------------------------------------------------------------
 
   private idle(): boolean {
-    return this.watched.size === 0 && this.restartTimers.size === 0 && this.starting.size === 0 && this.active === 0 && this.finishing === 0;
+    return this.watched.size === 0 && this.restartTimers.size === 0 && this.starting.size === 0 && this.active === 0 && this.finishing === 0 && this.probes === 0;
   }
 
   private scheduleIdleCheck(ms: number): void {

@@ -205,6 +205,15 @@ describe('devices (config-linux.md "Devices", "Default Devices")', () => {
       '/proc/self/fd', '/proc/self/fd/0', '/proc/self/fd/1', '/proc/self/fd/2', 'pts/ptmx', '',
     ].join('\n'));
   });
+  it('a deny-all device cgroup rule (what podman and containerd send) still leaves the default devices usable', async () => {
+    // config-linux.md "Default Devices": the runtime MUST supply /dev/null, zero, full,
+    // random, urandom, tty, ptmx. Engines send only [{allow: false, access: rwm}] plus
+    // their extra devices, and rely on the runtime to allow the defaults (runc does).
+    const out = await runIn('head -c 4 /dev/zero | wc -c; head -c 4 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok; echo x > /dev/full; echo full=$?', (s) => {
+      s.linux.resources = { devices: [{ allow: false, access: 'rwm' }] };
+    });
+    expect(out).toBe('4\n4\nnull-ok\nfull=1\n');
+  });
 });
 
 describe('sysctl, rlimits, capabilities, oomScoreAdj, noNewPrivileges', () => {

@@ -12,6 +12,10 @@
 //   be left to its default: set elsewhere, the cleanup finds "no such container" and
 //   `run --rm` stalls for conmon's 20 s timeout.
 // - The runtime is named by its path (--runtime PATH), which the exit command repeats.
+// - conmon 2.1 runs in podman's cwd and, when the container's memory cgroup reports an
+//   OOM kill, creates a file named "oom" there; podman 4.3 does not read it back here
+//   (State.OOMKilled stays false with runc too). podman runs in DIR so the marker lands
+//   in the test's temp dir, where a test can read it.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -77,7 +81,8 @@ export function makePodman(dir: string): Podman {
     env,
     async run(args, o = {}) {
       const r = await execa('podman', [...base, ...args], {
-        reject: false, env, extendEnv: true, timeout: o.timeoutMs ?? 60_000, forceKillAfterDelay: 2000, stripFinalNewline: false,
+        // conmon inherits podman's cwd and writes its "oom" marker there (see the OOM test)
+        cwd: dir, reject: false, env, extendEnv: true, timeout: o.timeoutMs ?? 60_000, forceKillAfterDelay: 2000, stripFinalNewline: false,
         ...(o.input !== undefined ? { input: o.input } : { stdin: 'ignore' }),
       });
       return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode, timedOut: r.timedOut === true, command: ['podman', ...base, ...args].join(' ') };

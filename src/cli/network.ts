@@ -9,7 +9,7 @@ import { requireRoot } from '../runtime/run.js';
 import type { Spec } from '../spec/types.js';
 import type { GlobalOptions } from './main.js';
 import {
-  NETWORK_ANNOTATION, applyNetworkToSpec, checkSubnetFree, collectNetworkGarbage, configOf, connectRunning, disconnectRunning, reconcileNow,
+  NETWORK_ANNOTATION, applyNetworkToSpec, checkSubnetFree, collectNetworkGarbage, configOf, connectRunning, disconnectRunning, removeIdleBridges,
   type NetworkMode, type NetworkRequest,
 } from '../network/attach.js';
 import { parseAddHost } from '../network/files.js';
@@ -223,6 +223,7 @@ export function registerNetwork(program: Command): void {
       const users = listEndpoints(d.bridge).filter((e) => e.networkId === d.id);
       if (users.length) throw new TsrunError('USAGE', `network ${n} has active endpoints: ${users.map((e) => e.name ?? e.containerId.slice(0, 12)).join(', ')}`, { hint: 'stop or disconnect those containers first' });
       removeDef(p.root, d.name);
+      removeIdleBridges([d.bridge]);
       process.stdout.write(n + '\n');
     }
   });
@@ -237,7 +238,7 @@ export function registerNetwork(program: Command): void {
       removeDef(p.root, d.name);
       process.stdout.write(`${d.name}\n`);
     }
-    reconcileNow();
+    removeIdleBridges();
   });
 
   net.command('connect').argument('<network>').argument('<container>').description('connect a running container to a network')

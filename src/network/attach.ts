@@ -22,7 +22,7 @@ import { formatSubnet, intToIp, ipToInt, nextFree, overlaps, parseSubnet } from 
 import { withLock } from './lock.js';
 import { reserve, type PortSpec, type Reservation } from './ports.js';
 import {
-  DEFAULT_BRIDGE, findDef, type BridgeRecord, type Endpoint, type NetworkDef, claimEndpoint, ensureDirs, listBridges, listEndpoints, lockPath,
+  DEFAULT_BRIDGE, appliedPath, findDef, type BridgeRecord, type Endpoint, type NetworkDef, claimEndpoint, ensureDirs, listBridges, listEndpoints, lockPath,
   readBridge, readForwarding, removeBridgeRecord, removeEndpoint, updateEndpoint, writeBridge, writeForwarding,
 } from './registry.js';
 
@@ -158,16 +158,23 @@ function enableForwarding(): void {
   writeSysctl('/proc/sys/net/ipv4/ip_forward', '1', 'containers\' outbound traffic is routed through the host; restored when tsrun\'s last bridge goes');
 }
 
-/** Removes bridges nobody uses, rebuilds the firewall, restores ip_forward when none is left. */
-function reconcile(): void {
+/**
+ * Rebuilds the firewall from the registry. With `removeIdle` (network prune / rm) it
+ * first removes idle bridges (all, or those named), and restores ip_forward once none
+ * is left. Otherwise an idle bridge stays, like docker0: deleting a bridge costs ~35 ms
+ * (the kernel waits for an RCU grace period to unregister it) and its table 20 ms more,
+ * which every `run --rm` would pay as its last container goes.
+ */
+function reconcile(removeIdle: boolean | Set<string> = false, force = false): void {
   const eps = listEndpoints();
   for (const b of listBridges()) {
     if (eps.some((e) => e.bridge === b.bridge)) continue;
+    if (removeIdle === false || (removeIdle !== true && !removeIdle.has(b.bridge))) continue;
     if (existsSync(sysNet(b.bridge))) tryCmd('ip', ['link', 'del', b.bridge], `no container is left on network "${b.network}": remove its bridge`);
     removeBridgeRecord(b.bridge);
   }
   const bridges = listBridges();
-  applyRuleset(bridges, eps);
+  applyRuleset(bridges, eps, appliedPath(), force);
   if (bridges.length === 0) {
     const before = readForwarding();
     if (before !== null) {
@@ -230,7 +237,7 @@ function connectLocked(def: NetworkDef, pid: number, ep: Omit<Endpoint, 'ip' | '
       `link add ${e.veth} type veth peer name ${ifname} address ${macFor(ipn)} netns ${pid}\nlink set ${e.veth} master ${def.bridge} up\n`);
     const inside = `addr add ${e.ip}/${s.prefix} dev ${ifname}\nlink set ${ifname} up\n${defaultRoute ? `route add default via ${def.gateway}\n` : ''}`;
     cmd('nsenter', ['-t', String(pid), '-n', 'ip', '-batch', '-'], `inside the container's netns: address ${e.ip}/${s.prefix} on ${ifname}${defaultRoute ? `, default route via ${def.gateway}` : ''}`, inside);
-    applyRuleset(listBridges(), listEndpoints());
+    applyRuleset(listBridges(), listEndpoints(), appliedPath());
     return e;
   } catch (err) {
     removeEndpoint(e);
@@ -361,12 +368,12 @@ export function disconnectRunning(root: string, id: string, bridge: string): num
 
 /**
  * Releases endpoints whose owner is gone (a tsrun killed with -9): their veths, their
- * addresses, and then bridges and rules nobody needs. Cheap when there is nothing to
- * do: one directory scan, no lock, no command.
+ * addresses and their published ports' rules. Cheap when there is nothing to do: one
+ * directory scan, no lock, no command. Idle bridges stay until `network prune`.
  */
 export function collectNetworkGarbage(): number {
   const stale = (e: Endpoint): boolean => !isAlive(e.owner.pid, e.owner.start);
-  if (!listEndpoints().some(stale) && !needsReconcile()) return 0;
+  if (!listEndpoints().some(stale)) return 0;
   return withLock(lockPath(), () => {
     const dead = listEndpoints().filter(stale);
     const ids = new Set(dead.map(key));
@@ -376,22 +383,18 @@ export function collectNetworkGarbage(): number {
       step('gc', `container ${e.containerId.slice(0, 12)}`, `the tsrun that owned its network endpoint (pid ${e.owner.pid}) is gone`);
       n += disconnectLocked(e.root, e.containerId).length;
     }
-    if (n === 0) reconcile();
     return n;
   });
 }
 
-/** A bridge record with no endpoint left: a tsrun died between its release steps. */
-function needsReconcile(): boolean {
-  const eps = listEndpoints();
-  return listBridges().some((b) => !eps.some((e) => e.bridge === b.bridge));
-}
-
-/** `tsrun network prune` / uninstall: with no endpoint left, no bridge, no rule, no forwarding change stays. */
-export function reconcileNow(): void {
+/**
+ * `tsrun network prune` (all idle bridges) and `network rm` (that network's): with no
+ * endpoint left, no bridge, no rule and no ip_forward change of tsrun's stays.
+ */
+export function removeIdleBridges(only?: string[]): void {
   withLock(lockPath(), () => {
     ensureDirs();
-    reconcile();
+    reconcile(only ? new Set(only) : true, only === undefined);
   });
 }
 

@@ -5,6 +5,7 @@
 //   <netRun>/bridges/<bridge>.json       a bridge tsrun made and still uses
 //   <netRun>/endpoints/<bridge>/<ip>     one allocated address = one container endpoint
 //   <netRun>/forwarding                  net.ipv4.ip_forward as it was before tsrun set it
+//   <netRun>/ruleset.nft                 the text of tsrun's nftables table as last loaded
 //
 // netRun is /run/tsrun/networks whatever --root says: bridges, addresses and tsrun's
 // nftables table are host-wide objects, so two tsrun roots (the test suite gives every
@@ -63,6 +64,8 @@ export function netRunDir(): string {
 }
 
 export const lockPath = (): string => join(netRunDir(), 'lock');
+/** the nftables text last loaded (firewall.ts) */
+export const appliedPath = (): string => join(netRunDir(), 'ruleset.nft');
 
 export function ensureDirs(): void {
   mkdirSync(join(netRunDir(), 'bridges'), { recursive: true, mode: 0o700 });

@@ -3,12 +3,16 @@
 // same relative path.
 import { readdirSync, statSync } from 'node:fs';
 import type { Kernel } from '../linux/kernel.js';
-import { relativeCgroupPath } from './ctl.js';
+import { makeCtl, relativeCgroupPath } from './ctl.js';
 import { type CgroupLayout, detectCgroups, V1_NAMES, V2_NAME } from './detect.js';
 import type { CgroupManager, CgroupStats, Controller, Resources } from './types.js';
 import { CONTROLLERS } from './types.js';
 import { V1Group } from './v1/manager.js';
 import { V2Group } from './v2/manager.js';
+import { applyDevicesV1, applyDevicesV2 } from './devices/apply.js';
+import { normalizeDeviceRules } from './devices/rules.js';
+import { tracer } from '../trace/tracer.js';
+import { join } from 'node:path';
 
 /** The default parent: TSRUN_CGROUP_PARENT or "tsrun", so every container is <parent>/<id>. */
 export function defaultCgroupsPath(id: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -21,8 +25,14 @@ class Manager implements CgroupManager {
   private readonly v2: V2Group | null;
   private readonly v1: V1Group | null;
   private readonly onV2: (controller: string) => boolean;
+  /** devices (issue 6): where the device rules are enforced, if anywhere */
+  private readonly devices: { on: 'v1' | 'v2'; dir: string } | null;
 
-  constructor(k: Kernel, layout: CgroupLayout, cgroupsPath: string) {
+  constructor(
+    private readonly k: Kernel,
+    layout: CgroupLayout,
+    cgroupsPath: string,
+  ) {
     const rel = relativeCgroupPath(cgroupsPath);
     const v2Controllers = CONTROLLERS.filter((c) => layout.choice[c] === 'v2' && V2_NAME[c]).map((c) => V2_NAME[c]!);
     const useV2 = layout.v2 !== null && (layout.mode === 'v2' || v2Controllers.length > 0);
@@ -32,9 +42,15 @@ class Manager implements CgroupManager {
       if (layout.choice[c] !== 'v1') continue;
       for (const n of V1_NAMES[c]) v1Mounts[n] = layout.v1[n]!;
     }
+    // devices (issue 6): a v1 devices hierarchy when the host mounts one (created,
+    // joined by the setup thread and removed with the rest); otherwise, on cgroup v2,
+    // an eBPF filter on the container's v2 cgroup.
+    const devicesV1 = layout.mode !== 'v2' && layout.v1.devices ? layout.v1.devices : null;
+    if (devicesV1) v1Mounts.devices = devicesV1;
     this.v1 = Object.keys(v1Mounts).length > 0 ? new V1Group(k, v1Mounts, rel) : null;
     this.version = this.v1 && this.v2 ? 'hybrid' : this.v2 ? 'v2' : 'v1';
     this.onV2 = (name) => v2Controllers.includes(name);
+    this.devices = devicesV1 ? { on: 'v1', dir: join(devicesV1, rel) } : this.v2 ? { on: 'v2', dir: this.v2.dir } : null;
   }
 
   dirs(): string[] {
@@ -54,6 +70,13 @@ class Manager implements CgroupManager {
   apply(res: Resources): void {
     this.v2?.apply(res, this.onV2);
     this.v1?.apply(res);
+    // devices (issue 6): only when the spec has a list; `update` without one keeps the rules.
+    if (res.devices !== undefined) {
+      const rules = normalizeDeviceRules(res.devices);
+      if (this.devices?.on === 'v1') applyDevicesV1(makeCtl(this.k, this.devices.dir), rules);
+      else if (this.devices?.on === 'v2') applyDevicesV2(this.k, this.devices.dir, rules);
+      else tracer.step('step', 'devices', 'not enforced', 'this host has neither a v1 devices hierarchy nor a cgroup v2 part for the container');
+    }
   }
 
   addProcess(pid: number): void {

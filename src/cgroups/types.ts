@@ -1,6 +1,7 @@
 // OCI `linux.resources` (runtime-spec config-linux.md), the part tsrun maps onto cgroup
 // files, and what a cgroup reports back.
 import type { Kernel } from '../linux/kernel.js';
+import type { SpecDeviceRule } from './devices/rules.js';
 
 export interface ThrottleDevice {
   major: number;
@@ -19,6 +20,8 @@ export interface Resources {
     throttleReadIOPSDevice?: ThrottleDevice[];
     throttleWriteIOPSDevice?: ThrottleDevice[];
   };
+  /** the device allowlist, in order (src/cgroups/devices) */
+  devices?: SpecDeviceRule[];
 }
 
 /** Logical controllers: what tsrun needs, whichever version provides it. */

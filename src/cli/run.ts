@@ -74,6 +74,7 @@ export function registerRun(program: Command): void {
     .option('--ulimit <name=soft[:hard]>', 'set a resource limit', collect, [])
     .option('--privileged', 'give the container every capability and unmask /proc', false)
     .option('--security-opt <opt>', 'seccomp=PROFILE.json, seccomp=unconfined or no-new-privileges', collect, [])
+    .option('--device <host[:ctr][:rwm]>', 'add a host device to the container (and allow it in the device cgroup)', collect, [])
     .option('--name <name>', 'name the container'))))
     .action(async (command: string[], opts: RunCliOptions, cmd: Command) => {
       const globals = cmd.parent!.opts<GlobalOptions>();

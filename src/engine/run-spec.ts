@@ -8,6 +8,8 @@ import { DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV, DEFAULT_READONLY_PATHS, default
 import type { MountSpec, Spec } from '../spec/types.js';
 import { resourcesFromFlags, type ResourceFlags } from '../cgroups/flags.js';
 import { seccompForContainer } from '../security/seccomp/profile.js';
+import { DEFAULT_DEVICE_RULES, PRIVILEGED_DEVICE_RULES, toSpecRule, type SpecDeviceRule } from '../cgroups/devices/rules.js';
+import { parseDeviceFlag } from '../cgroups/devices/flag.js';
 
 export interface RunFlags extends ResourceFlags {
   env: string[];
@@ -26,6 +28,8 @@ export interface RunFlags extends ResourceFlags {
   privileged: boolean;
   /** docker's --security-opt: seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false] */
   securityOpt?: string[];
+  /** docker's --device HOST[:CONTAINER][:PERMISSIONS] (src/cgroups/devices/flag.ts) */
+  device?: string[];
 }
 
 /** What an image contributes (issue 3 fills this from the image config). */
@@ -185,6 +189,9 @@ export function specFromFlags(flags: RunFlags, command: string[], opts: { id: st
   const mounts = defaultMounts();
   for (const t of flags.tmpfs) mounts.push(parseTmpfs(t));
   for (const v of flags.volume) mounts.push(parseVolume(v));
+  // devices (issue 6): Docker's default allowlist (all for --privileged), then --device.
+  const devFlags = (flags.device ?? []).map((d) => parseDeviceFlag(d));
+  const deviceRules = [...(flags.privileged ? PRIVILEGED_DEVICE_RULES : DEFAULT_DEVICE_RULES), ...devFlags.map((d) => d.rule)].map(toSpecRule);
   return {
     ociVersion: '1.2.0',
     process: {
@@ -202,7 +209,8 @@ export function specFromFlags(flags: RunFlags, command: string[], opts: { id: st
     mounts,
     linux: {
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }],
-      ...resourcesSpec(flags),
+      ...(devFlags.length ? { devices: devFlags.map((d) => d.device) } : {}),
+      ...resourcesSpec(flags, deviceRules),
       maskedPaths: flags.privileged ? [] : [...DEFAULT_MASKED_PATHS],
       readonlyPaths: flags.privileged ? [] : [...DEFAULT_READONLY_PATHS],
       ...(seccomp ? { seccomp: seccomp as unknown as Record<string, unknown> } : {}),
@@ -211,7 +219,7 @@ export function specFromFlags(flags: RunFlags, command: string[], opts: { id: st
 }
 
 /** docker's --memory, --cpus, --pids-limit, ... as linux.resources (src/cgroups/flags.ts). */
-function resourcesSpec(flags: ResourceFlags): { resources?: Record<string, unknown> } {
-  const resources = resourcesFromFlags(flags);
-  return resources ? { resources: resources as Record<string, unknown> } : {};
+function resourcesSpec(flags: ResourceFlags, devices: SpecDeviceRule[]): { resources?: Record<string, unknown> } {
+  const resources = { ...resourcesFromFlags(flags), devices };
+  return { resources: resources as Record<string, unknown> };
 }

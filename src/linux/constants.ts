@@ -151,6 +151,7 @@ export const SYS: Record<string, { x64: number; arm64: number }> = {
   fsopen: { x64: 430, arm64: 430 },
   fsconfig: { x64: 431, arm64: 431 },
   fsmount: { x64: 432, arm64: 432 },
+  bpf: { x64: 321, arm64: 280 },
 };
 
 export const MOUNT_ATTR = {

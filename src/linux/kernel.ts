@@ -98,6 +98,14 @@ export interface Kernel {
   setxattr(path: string, name: string, value: Buffer, flags: number, why?: string): void;
   /** lsetxattr(2): sets the attribute on a symlink itself, never on what it points to */
   lsetxattr(path: string, name: string, value: Buffer, flags: number, why?: string): void;
+  /**
+   * bpf(BPF_PROG_LOAD): loads an eBPF program (encoded struct bpf_insn array) and returns
+   * its fd. On failure it loads once more with a log buffer, and the KernelError carries
+   * the verifier's log.
+   */
+  bpfProgLoad(progType: number, insns: Buffer, license: string, why?: string): number;
+  /** bpf(BPF_PROG_ATTACH): attaches a loaded program to a target fd (a cgroup directory) */
+  bpfProgAttach(targetFd: number, progFd: number, attachType: number, flags: number, why?: string): void;
 }
 
 /** The default "why" of every wrapper. A test checks that each Kernel method has one. */
@@ -148,6 +156,7 @@ export const SYSCALL_DOCS: Record<string, string> = {
   fstat: 'read what an fd refers to (a bind mount lands on a directory or on a file)',
   setxattr: 'set an extended attribute (overlayfs reads trusted.overlay.opaque; file capabilities live in security.capability)',
   lsetxattr: 'set an extended attribute on a path without following a symlink at its end',
+  bpf: 'load or attach an eBPF program (the cgroup v2 device filter)',
 };
 
 /** Maps each Kernel method to the syscall name it documents under. */
@@ -161,7 +170,7 @@ export const KERNEL_METHOD_SYSCALL: Record<keyof Kernel, string> = {
   closeRange: 'close_range', ioctl: 'ioctl', kill: 'kill', wait: 'waitid', spawn: 'posix_spawn',
   writeFile: 'write', gettid: 'gettid', exitNow: '_exit', sendFd: 'sendmsg', umask: 'umask', fsopen: 'fsopen', fsconfigString: 'fsconfig',
   fsconfigCreate: 'fsconfig', fsmount: 'fsmount', moveMount: 'move_mount', openTree: 'open_tree',
-  statFd: 'fstat', setxattr: 'setxattr', lsetxattr: 'lsetxattr',
+  statFd: 'fstat', setxattr: 'setxattr', lsetxattr: 'lsetxattr', bpfProgLoad: 'bpf', bpfProgAttach: 'bpf',
 };
 
 /** A failed kernel call: the syscall, the errno by name, and what it was called on. */

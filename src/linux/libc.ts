@@ -535,7 +535,63 @@ export class LinuxKernel implements Kernel {
     const f = libc().fn('int lsetxattr(const char*, const char*, const void*, size_t, int)');
     this.call('lsetxattr', () => `${quote(path)}, ${quote(name)}, ${value.length} bytes, ${flags}`, why, () => f(path, name, value, value.length, flags));
   }
+
+  bpfProgLoad(progType: number, insns: Buffer, license: string, why?: string): number {
+    const f = libc().fn('long syscall(long, ...)');
+    const n = nr('bpf');
+    const lic = Buffer.from(`${license}\0`);
+    // union bpf_attr, BPF_PROG_LOAD part (include/uapi/linux/bpf.h): prog_type, insn_cnt,
+    // insns, license, log_level, log_size, log_buf, kern_version, prog_flags, prog_name.
+    // Bytes past what this kernel knows must be zero, and they are.
+    const load = (log: Buffer | null): number => {
+      const attr = Buffer.alloc(128);
+      attr.writeUInt32LE(progType, 0);
+      attr.writeUInt32LE(insns.length / 8, 4);
+      attr.writeBigUInt64LE(libc().address(insns), 8);
+      attr.writeBigUInt64LE(libc().address(lic), 16);
+      if (log) {
+        attr.writeUInt32LE(1, 24);
+        attr.writeUInt32LE(log.length, 28);
+        attr.writeBigUInt64LE(libc().address(log), 32);
+      }
+      attr.write('tsrun_dev', 48, 'latin1'); // prog_name, shown by bpftool
+      return f(n, 'int', BPF_CMD.PROG_LOAD, 'void *', attr, 'unsigned int', attr.length);
+    };
+    const detail = `BPF_PROG_LOAD, ${BPF_PROG_TYPE_NAME[progType] ?? progType}, ${insns.length / 8} instructions`;
+    try {
+      return this.call('bpf', () => detail, why, () => load(null));
+    } catch (e) {
+      if (!(e instanceof KernelError)) throw e;
+      // Loaded again with a log only on failure: the verifier's log costs time, and a
+      // too-small buffer would itself fail the load with ENOSPC.
+      const log = Buffer.alloc(1 << 16);
+      const fd = load(log);
+      if (fd >= 0) return fd;
+      const end = log.indexOf(0);
+      const text = log.toString('utf8', 0, end < 0 ? log.length : end).trim().split('\n').slice(-8).join(' | ');
+      throw new KernelError('bpf', e.errno, text ? `${detail}; verifier: ${text}` : detail);
+    }
+  }
+
+  bpfProgAttach(targetFd: number, progFd: number, attachType: number, flags: number, why?: string): void {
+    const f = libc().fn('long syscall(long, ...)');
+    const n = nr('bpf');
+    // BPF_PROG_ATTACH part: target_fd, attach_bpf_fd, attach_type, attach_flags
+    const attr = Buffer.alloc(32);
+    attr.writeUInt32LE(targetFd, 0);
+    attr.writeUInt32LE(progFd, 4);
+    attr.writeUInt32LE(attachType, 8);
+    attr.writeUInt32LE(flags, 12);
+    const flagText = flags === 2 ? 'BPF_F_ALLOW_MULTI' : flags === 1 ? 'BPF_F_ALLOW_OVERRIDE' : String(flags);
+    this.call('bpf', () => `BPF_PROG_ATTACH, target ${targetFd}, prog ${progFd}, ${BPF_ATTACH_TYPE_NAME[attachType] ?? attachType}, ${flagText}`, why,
+      () => f(n, 'int', BPF_CMD.PROG_ATTACH, 'void *', attr, 'unsigned int', attr.length));
+  }
 }
+
+/** bpf(2) commands, program and attach types used (include/uapi/linux/bpf.h enums) */
+const BPF_CMD = { PROG_LOAD: 5, PROG_ATTACH: 8 } as const;
+const BPF_PROG_TYPE_NAME: Record<number, string> = { 15: 'BPF_PROG_TYPE_CGROUP_DEVICE' };
+const BPF_ATTACH_TYPE_NAME: Record<number, string> = { 6: 'BPF_CGROUP_DEVICE' };
 
 const PRCTL_NAMES: Record<number, string> = {
   1: 'PR_SET_PDEATHSIG', 4: 'PR_SET_DUMPABLE', 8: 'PR_SET_KEEPCAPS', 23: 'PR_CAPBSET_READ', 24: 'PR_CAPBSET_DROP',

@@ -32,7 +32,7 @@ export const WHY_INDEX: Record<KernelMethod, number | null> = {
   mkfifo: 2, prctl: 3, capget: null, capset: 1, setresuid: 3, setresgid: 3, setgroups: 1,
   prlimit: 4, seccompSetFilter: 2, fcntl: null, closeRange: 3, ioctl: 3, kill: 2, wait: null, spawn: 1,
   writeFile: 2, gettid: null, exitNow: null, sendFd: 2, umask: null, fsopen: 1, fsconfigString: 3, fsconfigCreate: 1, fsmount: 2,
-  moveMount: 3, openTree: 2, statFd: null, setxattr: 4, lsetxattr: 4,
+  moveMount: 3, openTree: 2, statFd: null, setxattr: 4, lsetxattr: 4, bpfProgLoad: 3, bpfProgAttach: 4,
 };
 
 interface Failure {
@@ -302,4 +302,9 @@ export class RecordingKernel implements Kernel {
   }
   setxattr(path: string, name: string, value: Buffer, flags: number, why?: string): void { this.rec('setxattr', [path, name, value, flags, why]); }
   lsetxattr(path: string, name: string, value: Buffer, flags: number, why?: string): void { this.rec('lsetxattr', [path, name, value, flags, why]); }
+  bpfProgLoad(progType: number, insns: Buffer, license: string, why?: string): number {
+    this.rec('bpfProgLoad', [progType, insns, license, why]);
+    return this.fd(`bpf-prog:${progType}`, false);
+  }
+  bpfProgAttach(targetFd: number, progFd: number, attachType: number, flags: number, why?: string): void { this.rec('bpfProgAttach', [targetFd, progFd, attachType, flags, why]); }
 }

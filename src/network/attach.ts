@@ -85,8 +85,10 @@ export function applyNetworkToSpec(spec: Spec, req: NetworkRequest): void {
   else if (!ns.some((n) => n.type === 'network')) spec.linux!.namespaces = [...others, { type: 'network' }];
   const mounts: MountSpec[] = spec.mounts ?? [];
   const bind = (file: string, dst: string): MountSpec => ({ destination: dst, type: 'bind', source: join(req.stateDir, file), options: ['rbind', 'rprivate', 'rw'] });
-  // docker mounts them rw: programs (and people) edit /etc/hosts in containers.
-  spec.mounts = [...mounts.filter((m) => !['/etc/hosts', '/etc/resolv.conf', '/etc/hostname'].includes(m.destination)), bind('resolv.conf', '/etc/resolv.conf'), bind('hosts', '/etc/hosts'), bind('hostname', '/etc/hostname')];
+  // docker mounts them rw: programs (and people) edit /etc/hosts in containers. A file
+  // the user mounts there (-v FILE:/etc/hosts) wins, as in docker.
+  const generated = [bind('resolv.conf', '/etc/resolv.conf'), bind('hosts', '/etc/hosts'), bind('hostname', '/etc/hostname')];
+  spec.mounts = [...mounts, ...generated.filter((g) => !mounts.some((m) => m.destination === g.destination))];
 }
 
 function macFor(ip: number): string {

@@ -29,6 +29,8 @@ export function normalize(line: string, root: string, runRoot: string): string {
     .split(runRoot).join('<RUN>')
     .split(root).join('<ROOT>')
     .replace(/\bvt[a-z0-9]+\b/g, '<VETH>')
+    // derived from the container's address, so its bytes vary with it
+    .replace(/\b[0-9a-f]{2}(:[0-9a-f]{2}){5}\b/g, '<MAC>')
     .replace(/"[^"]*exec\.fifo"/g, '"<GATE>"')
     .replace(/"[^"]*\/containers\/[0-9a-f]{64}"/g, '"<STATEDIR>"')
     .replace(/\b[0-9a-f]{12,64}\b/g, '<ID>')

@@ -77,7 +77,7 @@ function bpfError(what: 'load' | 'attach', e: unknown): TsrunError {
   const code = e instanceof KernelError ? e.code : '';
   const hint =
     code === 'EPERM' ? 'loading eBPF programs needs CAP_SYS_ADMIN (or CAP_BPF) in the initial user namespace'
-      : code === 'EINVAL' && what === 'load' ? 'the kernel\'s verifier refused the device program: this is a tsrun bug, please report it with the message above'
+      : (code === 'EINVAL' || code === 'EACCES') && what === 'load' ? 'the kernel\'s verifier refused the device program: this is a tsrun bug, please report it with the message above'
         : 'the kernel needs CONFIG_CGROUP_BPF for the cgroup v2 device controller';
   return new TsrunError('CGROUP', `cannot ${what} the device access filter (linux.resources.devices): ${e instanceof Error ? e.message : String(e)}`, { hint, cause: e });
 }

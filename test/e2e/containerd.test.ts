@@ -5,7 +5,8 @@
 //   create --bundle BUNDLE --pid-file BUNDLE/init.pid [--console-socket S] ID
 // then start, state, kill, delete; exec with --process FILE --detach --pid-file F.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { useSandbox } from '../helpers/sandbox.js';
@@ -13,6 +14,10 @@ import { CTR_NAMESPACE, busyboxOciArchive, containerdInstalled, startContainerd,
 import { RUNTIME_BIN, until } from '../helpers/bundle.js';
 
 const IMAGE = 'localhost/tsrun-bb:latest';
+// container ids carry this process's pid: ctr's FIFOs and the shims' sockets sit in
+// fixed host dirs, where a concurrent run must not be mistaken for this one
+const ID = (name: string): string => `${name}-${process.pid}`;
+const TEST_IDS = ['hi1', 'ex1', 'bg1', 'bg2', 'tty1'].map(ID);
 const sb = useSandbox();
 let cd: Containerd;
 let runcRoot: string;
@@ -37,10 +42,57 @@ function ok(r: CtrResult, code = 0): void {
   expect(r.exitCode, `exit status of ${r.command}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\n${runtimeLogs()}\ncontainerd: ${cd.log().slice(-2000)}`).toBe(code);
 }
 
+let testStart = 0;
+
+/**
+ * A shim whose containerd is gone stays behind (and with it the rootfs mount it made,
+ * its socket in /run/containerd/s and ctr's FIFO dir in /run/containerd/fifo). Kill the
+ * shims that name this test's socket, and remove the fixed-path leftovers of this test:
+ * the socket is named by sha256(containerd address/namespace/id) (containerd 1.6
+ * shim.SocketAddress), the FIFO dirs are those made during the test that hold only
+ * this test's container ids.
+ */
+function reapShims(socket: string, since: number): void {
+  const ids = new Set<string>();
+  for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (!argv[0]?.endsWith('containerd-shim-runc-v2') || !argv.includes(socket)) continue;
+    const id = argv[argv.indexOf('-id') + 1];
+    if (id) ids.add(id);
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  for (const id of [...ids, ...TEST_IDS]) {
+    const sockName = createHash('sha256').update(join(socket, CTR_NAMESPACE, id)).digest('hex');
+    const sockPath = join('/run/containerd/s', sockName);
+    if (ids.has(id) && existsSync(sockPath)) rmSync(sockPath, { force: true });
+  }
+  const fifoRoot = '/run/containerd/fifo';
+  for (const d of existsSync(fifoRoot) ? readdirSync(fifoRoot) : []) {
+    const dir = join(fifoRoot, d);
+    try {
+      if (statSync(dir).mtimeMs < since) continue;
+      const files = readdirSync(dir);
+      if (files.length && files.every((f) => TEST_IDS.some((id) => f.startsWith(`${id}-`)))) rmSync(dir, { recursive: true, force: true });
+    } catch {
+      /* raced with its owner */
+    }
+  }
+}
+
 const runFlags = (): string[] => ['--runc-binary', RUNTIME_BIN, '--runc-root', runcRoot];
 
 describe.runIf(containerdInstalled())('containerd + runc v2 shim with --runc-binary tsrun-runtime', () => {
   beforeEach(async () => {
+    testStart = Date.now();
     cd = await startContainerd(sb.mkdir('containerd'));
     runcRoot = sb.mkdir('runc-root');
     const archive = join(sb.dir, 'bb-oci.tar');
@@ -67,6 +119,7 @@ describe.runIf(containerdInstalled())('containerd + runc v2 shim with --runc-bin
     const ctrs = (await cd.ctr(['containers', 'ls', '-q'])).stdout.split('\n').filter(Boolean);
     for (const c of ctrs) await cd.ctr(['containers', 'delete', c]);
     await cd.stop();
+    reapShims(cd.socket, testStart);
     // the runtime's own state for every container is gone
     // the shim passes --root RUNC_ROOT/NAMESPACE
     const left = existsSync(stateDir) ? readdirSync(stateDir) : [];
@@ -75,48 +128,48 @@ describe.runIf(containerdInstalled())('containerd + runc v2 shim with --runc-bin
   });
 
   it('ctr run --rm IMAGE ID echo hi', async () => {
-    const r = await cd.ctr(['run', '--rm', ...runFlags(), IMAGE, 'hi1', 'echo', 'hi']);
+    const r = await cd.ctr(['run', '--rm', ...runFlags(), IMAGE, ID('hi1'), 'echo', 'hi']);
     ok(r);
     expect(r.stdout).toBe('hi\n');
     expect((await cd.ctr(['containers', 'ls', '-q'])).stdout.trim()).toBe('');
   });
 
   it('ctr run passes the exit status through', async () => {
-    ok(await cd.ctr(['run', '--rm', ...runFlags(), IMAGE, 'ex1', 'sh', '-c', 'exit 9']), 9);
+    ok(await cd.ctr(['run', '--rm', ...runFlags(), IMAGE, ID('ex1'), 'sh', '-c', 'exit 9']), 9);
   });
 
   it('a detached task: task exec, task kill, task delete', async () => {
     const script = "trap 'exit 0' TERM; echo up; while :; do sleep 0.1; done";
-    ok(await cd.ctr(['run', '-d', '--null-io', ...runFlags(), IMAGE, 'bg1', 'sh', '-c', script]));
+    ok(await cd.ctr(['run', '-d', '--null-io', ...runFlags(), IMAGE, ID('bg1'), 'sh', '-c', script]));
     const ls = await cd.ctr(['task', 'ls']);
     ok(ls);
-    const row = ls.stdout.split('\n').find((l) => l.startsWith('bg1'));
+    const row = ls.stdout.split('\n').find((l) => l.startsWith(ID('bg1')));
     expect(row).toMatch(/RUNNING/);
     const pid = Number(row!.trim().split(/\s+/)[1]);
     expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toMatch(/^sh\0-c\0/);
 
     // the runtime's view agrees with the shim's
-    const st = JSON.parse(readFileSync(join(runcRoot, CTR_NAMESPACE, 'containers', 'bg1', 'state.json'), 'utf8')) as { pid: number };
+    const st = JSON.parse(readFileSync(join(runcRoot, CTR_NAMESPACE, 'containers', ID('bg1'), 'state.json'), 'utf8')) as { pid: number };
     expect(st.pid).toBe(pid);
 
-    const ex = await cd.ctr(['task', 'exec', '--exec-id', 'e1', 'bg1', 'sh', '-c', 'echo in-exec $(readlink /proc/1/ns/pid); exit 3']);
+    const ex = await cd.ctr(['task', 'exec', '--exec-id', 'e1', ID('bg1'), 'sh', '-c', 'echo in-exec $(readlink /proc/1/ns/pid); exit 3']);
     ok(ex, 3);
     expect(ex.stdout.trim()).toBe(`in-exec ${readlinkSync(`/proc/${pid}/ns/pid`)}`);
 
-    ok(await cd.ctr(['task', 'kill', 'bg1']));
+    ok(await cd.ctr(['task', 'kill', ID('bg1')]));
     await until(async () => /STOPPED/.test((await cd.ctr(['task', 'ls'])).stdout), 'the task to stop after SIGTERM', 15_000);
-    ok(await cd.ctr(['task', 'delete', 'bg1']));
-    ok(await cd.ctr(['containers', 'delete', 'bg1']));
+    ok(await cd.ctr(['task', 'delete', ID('bg1')]));
+    ok(await cd.ctr(['containers', 'delete', ID('bg1')]));
     await until(() => !existsSync(`/proc/${pid}`), 'the container process to be gone', 5000);
-    expect(existsSync(join(runcRoot, CTR_NAMESPACE, 'containers', 'bg1'))).toBe(false);
+    expect(existsSync(join(runcRoot, CTR_NAMESPACE, 'containers', ID('bg1')))).toBe(false);
   });
 
   it('ctr task kill --signal KILL of a task that ignores TERM', async () => {
-    ok(await cd.ctr(['run', '-d', '--null-io', ...runFlags(), IMAGE, 'bg2', 'sh', '-c', "trap '' TERM; while :; do sleep 0.1; done"]));
-    ok(await cd.ctr(['task', 'kill', '--signal', 'SIGKILL', 'bg2']));
+    ok(await cd.ctr(['run', '-d', '--null-io', ...runFlags(), IMAGE, ID('bg2'), 'sh', '-c', "trap '' TERM; while :; do sleep 0.1; done"]));
+    ok(await cd.ctr(['task', 'kill', '--signal', 'SIGKILL', ID('bg2')]));
     await until(async () => /STOPPED/.test((await cd.ctr(['task', 'ls'])).stdout), 'the task to stop after SIGKILL', 15_000);
-    ok(await cd.ctr(['task', 'delete', 'bg2']));
-    ok(await cd.ctr(['containers', 'delete', 'bg2']));
+    ok(await cd.ctr(['task', 'delete', ID('bg2')]));
+    ok(await cd.ctr(['containers', 'delete', ID('bg2')]));
   });
 
   it('ctr run -t in tmux: the shim gets the pty master through --console-socket', async () => {
@@ -128,7 +181,7 @@ describe.runIf(containerdInstalled())('containerd + runc v2 shim with --runc-bin
     const sock = join(sb.dir, 'tmux.sock');
     const tmux = (...a: string[]): string => execFileSync('tmux', ['-S', sock, ...a], { encoding: 'utf8' });
     const q = (x: string): string => `'${x.replace(/'/g, `'\\''`)}'`;
-    const cmd = ['ctr', '--address', cd.socket, '-n', CTR_NAMESPACE, 'run', '--rm', '-t', ...runFlags(), IMAGE, 'tty1', 'sh'].map(q).join(' ');
+    const cmd = ['ctr', '--address', cd.socket, '-n', CTR_NAMESPACE, 'run', '--rm', '-t', ...runFlags(), IMAGE, ID('tty1'), 'sh'].map(q).join(' ');
     tmux('new-session', '-d', '-s', 'ct', '-x', '90', '-y', '25', `${cmd}; echo ctr-exit=$?; sleep 30`);
     try {
       const pane = (): string => tmux('capture-pane', '-p', '-t', 'ct');

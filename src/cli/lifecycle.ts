@@ -397,7 +397,8 @@ async function stopOne(c: Ctx, ref: string, timeout: number | undefined, signal:
   const { r, o } = stateOf(c, ref);
   const sig = parseSignal(signal ?? r.stopSignal);
   const t = timeout ?? r.stopTimeout;
-  if (o.status === 'restarting') {
+  if (!r.foreground && o.watcherAlive && o.status !== 'exited') {
+    // restarting, or being (re)started right now: the monitor settles it, then stops it
     await callMonitor(c.paths, { op: 'stop', id: r.id, timeout: t, signal: sig }, { start: true, rootFlag: c.rootFlag });
     return;
   }

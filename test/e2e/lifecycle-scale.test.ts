@@ -36,7 +36,10 @@ describe('lifecycle at scale', () => {
   const env = { TSRUN_CGROUP_PARENT: parent };
   const ts = (args: string[]) => sb.tsrun(args, { env, timeoutMs: 300_000 });
 
-  afterEach(() => {
+  afterEach(async () => {
+    // A failed test's containers go first, so its cgroup parent can be removed.
+    const left = (await ts(['ps', '-aq'])).stdout.trim().split('\n').filter(Boolean);
+    if (left.length) await ts(['rm', '-f', ...left]);
     for (const h of readdirSync('/sys/fs/cgroup')) {
       const d = join('/sys/fs/cgroup', h, parent);
       if (existsSync(d)) rmdirSync(d);

@@ -60,6 +60,8 @@ export class Monitor {
   private readonly restartTimers = new Map<string, NodeJS.Timeout>();
   /** containers being started: their exit waiters wait for the start to settle */
   private readonly starting = new Set<string>();
+  /** stopped (or killed) by a user since their last start: no restart policy applies */
+  private readonly userStopped = new Set<string>();
   private readonly known = new Set<number>();
   private server: net.Server | null = null;
   private active = 0;
@@ -239,12 +241,16 @@ export class Monitor {
       case 'ping':
         return { ok: true };
       case 'start': {
+        this.userStopped.delete(req.id);
         this.cancelRestart(req.id);
         const pid = await this.startContainer(req.id, false);
         return { ok: true, pid };
       }
       case 'stop': {
+        this.userStopped.add(req.id);
         this.cancelRestart(req.id);
+        // A restart in flight: let it settle, then stop what it started.
+        while (this.starting.has(req.id)) await new Promise((r) => setTimeout(r, 20));
         const w = this.watched.get(req.id);
         if (!w) {
           await this.exitsInProgress.get(req.id);
@@ -269,6 +275,7 @@ export class Monitor {
         if (req.signal === 9 || req.signal === 15) {
           // docker: a kill by the user counts as a manual stop for unless-stopped.
           w.stopRequested = true;
+          this.userStopped.add(req.id);
           this.cancelRestart(req.id);
         }
         if (req.signal === 9) this.thaw(w);
@@ -307,7 +314,9 @@ export class Monitor {
         return { ok: true };
       }
       case 'forget': {
+        this.userStopped.add(req.id);
         this.cancelRestart(req.id);
+        while (this.starting.has(req.id)) await new Promise((r) => setTimeout(r, 20));
         const w = this.watched.get(req.id);
         if (w) {
           w.stopRequested = true;
@@ -613,11 +622,12 @@ export class Monitor {
     this.log(`${w.id.slice(0, 12)} exited with ${code}${unknown ? ' (unknown)' : ''}`);
     for (const f of w.waiters.splice(0)) f(code);
     if (r) {
-      const delay = this.restartDelay(r, code, w.stopRequested);
+      const delay = this.restartDelay(r, code, w.stopRequested || this.userStopped.has(w.id));
       if (delay !== null) {
         writeRuntimeState(this.paths, { id: w.id, status: 'stopped', monitor: this.me, restarting: true, bundle: r.bundle, rootfs: r.rootfs, created: r.created });
         this.restartTimers.set(w.id, setTimeout(() => {
           this.restartTimers.delete(w.id);
+          if (this.userStopped.has(w.id)) return;
           this.startContainer(w.id, true).catch((e: unknown) => {
             rmSync(stateDir(this.paths, w.id), { recursive: true, force: true });
             this.log(`restart of ${w.id.slice(0, 12)} failed: ${(e as Error).message}`);

@@ -456,7 +456,8 @@ async function removeOne(c: Ctx, ref: string, force: boolean): Promise<void> {
     throw e;
   }
   const o = observe(c.paths, r);
-  if (o.status === 'running' || o.status === 'paused' || o.status === 'restarting') {
+  const starting = !r.foreground && o.watcherAlive && o.status === 'created';
+  if (o.status === 'running' || o.status === 'paused' || o.status === 'restarting' || starting) {
     if (!force) throw new TsrunError('STATE', `cannot remove container "${r.name}": container is ${o.status}`, { hint: `stop the container before removing, or force remove: tsrun rm -f ${r.name}` });
     if (r.foreground) await stopForeground(c, r, o, 9, 0);
     else await callMonitor(c.paths, { op: 'forget', id }, { start: true, rootFlag: c.rootFlag });

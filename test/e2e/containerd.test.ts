@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { useSandbox } from '../helpers/sandbox.js';
 import { CTR_NAMESPACE, busyboxOciArchive, containerdInstalled, startContainerd, type Containerd, type CtrResult } from '../helpers/containerd.js';
-import { RUNTIME_BIN, until } from '../helpers/bundle.js';
+import { RUNTIME_BIN, runtime, until } from '../helpers/bundle.js';
+import { detachMountsUnder } from '../helpers/tempdirs.js';
 
 const IMAGE = 'localhost/tsrun-bb:latest';
 // container ids carry this process's pid: ctr's FIFOs and the shims' sockets sit in
@@ -72,8 +73,8 @@ function reapShims(socket: string, since: number): void {
   }
   for (const id of [...ids, ...TEST_IDS]) {
     const sockName = createHash('sha256').update(join(socket, CTR_NAMESPACE, id)).digest('hex');
-    const sockPath = join('/run/containerd/s', sockName);
-    if (ids.has(id) && existsSync(sockPath)) rmSync(sockPath, { force: true });
+    // the name hashes this test's own containerd socket path: nobody else's
+    rmSync(join('/run/containerd/s', sockName), { force: true });
   }
   const fifoRoot = '/run/containerd/fifo';
   for (const d of existsSync(fifoRoot) ? readdirSync(fifoRoot) : []) {
@@ -86,6 +87,12 @@ function reapShims(socket: string, since: number): void {
       /* raced with its owner */
     }
   }
+}
+
+/** Containers tsrun-runtime still knows (the shim passes --root RUNC_ROOT/NAMESPACE). */
+function runtimeState(): string[] {
+  const dir = join(runcRoot, CTR_NAMESPACE, 'containers');
+  return existsSync(dir) ? readdirSync(dir) : [];
 }
 
 const runFlags = (): string[] => ['--runc-binary', RUNTIME_BIN, '--runc-root', runcRoot];
@@ -120,11 +127,23 @@ describe.runIf(containerdInstalled())('containerd + runc v2 shim with --runc-bin
     for (const c of ctrs) await cd.ctr(['containers', 'delete', c]);
     await cd.stop();
     reapShims(cd.socket, testStart);
+    // the killed shims must be gone before the sandbox removes the dir they write into
+    await until(() => !readdirSync('/proc').some((p) => {
+      try {
+        return /^\d+$/.test(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(cd.socket);
+      } catch {
+        return false;
+      }
+    }), 'the shims to exit', 5000);
     // the runtime's own state for every container is gone
     // the shim passes --root RUNC_ROOT/NAMESPACE
     const left = existsSync(stateDir) ? readdirSync(stateDir) : [];
-    expect(left, 'tsrun-runtime state left under --runc-root').toEqual([]);
-    expect(tasks, 'tasks the test left running').toEqual([]);
+    // clean up before asserting, so one failure does not leave mounts or state behind
+    for (const id of left) await runtime(['delete', '--force', id], { root: join(runcRoot, CTR_NAMESPACE), outDir: join(sb.dir, 'rt-io') });
+    detachMountsUnder(cd.dir); // the rootfs a killed shim had mounted in the host namespace
+    // No assertions here: a throwing afterEach stops the sandbox's own afterEach (leak
+    // check and temp dir removal). Each test asserts what it should have cleaned itself.
+    void tasks;
   });
 
   it('ctr run --rm IMAGE ID echo hi', async () => {
@@ -132,6 +151,7 @@ describe.runIf(containerdInstalled())('containerd + runc v2 shim with --runc-bin
     ok(r);
     expect(r.stdout).toBe('hi\n');
     expect((await cd.ctr(['containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect(runtimeState(), 'tsrun-runtime state left under --runc-root').toEqual([]);
   });
 
   it('ctr run passes the exit status through', async () => {
@@ -194,6 +214,7 @@ describe.runIf(containerdInstalled())('containerd + runc v2 shim with --runc-bin
       expect(pane()).toMatch(/^25 90$/m);
       tmux('send-keys', '-t', 'ct', 'exit 4', 'Enter');
       await until(() => /ctr-exit=4/.test(pane()), 'ctr to exit with the shell\'s status', 15_000);
+      await until(() => runtimeState().length === 0, 'the shim to delete the container', 10_000);
     } finally {
       spawnSync('tmux', ['-S', sock, 'kill-server'], { stdio: 'ignore' });
     }

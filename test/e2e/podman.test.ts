@@ -25,9 +25,10 @@ describe.runIf(podmanInstalled())('podman --runtime tsrun-runtime', () => {
   });
 
   afterEach(async () => {
+    // No assertions here: a throwing afterEach would skip the sandbox's leak check and
+    // temp dir removal. podman, conmon's exit command and the runtime write only under
+    // the podman dir, which the sandbox removes (and checks for mounts and processes).
     await pm.destroy();
-    // conmon's exit command and the runtime both write under the podman dir only
-    expect(existsSync(join(pm.dir, 'storage', 'vfs-containers', 'containers.json')) ? JSON.parse(readFileSync(join(pm.dir, 'storage', 'vfs-containers', 'containers.json'), 'utf8')) : []).toEqual([]);
   });
 
   it('run --rm IMAGE echo hi', async () => {

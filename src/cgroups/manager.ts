@@ -10,7 +10,7 @@ import { CONTROLLERS } from './types.js';
 import { V1Group } from './v1/manager.js';
 import { V2Group } from './v2/manager.js';
 import { applyDevicesV1, applyDevicesV2 } from './devices/apply.js';
-import { normalizeDeviceRules } from './devices/rules.js';
+import { normalizeDeviceRules, withRuntimeDevices } from './devices/rules.js';
 import { tracer } from '../trace/tracer.js';
 import { join } from 'node:path';
 
@@ -72,7 +72,7 @@ class Manager implements CgroupManager {
     this.v1?.apply(res);
     // devices (issue 6): only when the spec has a list; `update` without one keeps the rules.
     if (res.devices !== undefined) {
-      const rules = normalizeDeviceRules(res.devices);
+      const rules = withRuntimeDevices(normalizeDeviceRules(res.devices));
       if (this.devices?.on === 'v1') applyDevicesV1(makeCtl(this.k, this.devices.dir), rules);
       else if (this.devices?.on === 'v2') applyDevicesV2(this.k, this.devices.dir, rules);
       else tracer.step('step', 'devices', 'not enforced', 'this host has neither a v1 devices hierarchy nor a cgroup v2 part for the container');

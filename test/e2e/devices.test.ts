@@ -1,8 +1,12 @@
-// Device access control (issue 6), on this host's v1 devices cgroup: a container may
+// Device access control (issue 6): a container may
 // create any device node (CAP_MKNOD, as in Docker) but open only its default devices,
 // what --device adds, and everything under --privileged. The block device used is a
 // loop device on a file in the test's own dir, so reading it is harmless and its
 // contents are known; it is detached after each test.
+//
+// On this hybrid host the rules live in the v1 devices cgroup; on a pure cgroup v2 host
+// (the VM of ../shared/tools/cgroup2-vm) in an eBPF program, and the same tests apply:
+//   run-in-vm.sh --env TSRUN_E2E_SLOW=8 -- npx vitest run --project e2e test/e2e/devices.test.ts
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +21,10 @@ const devOf = (p: string): { major: number; minor: number } => {
   return { major: (rdev >> 8) & 0xfff, minor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00) };
 };
 
-describe('device access control (v1 devices cgroup)', () => {
+const SLOW = Number(process.env.TSRUN_E2E_SLOW ?? 1);
+const V1_DEVICES = existsSync('/sys/fs/cgroup/devices/devices.list');
+
+describe(`device access control (${V1_DEVICES ? 'v1 devices cgroup' : 'cgroup v2 eBPF filter'})`, () => {
   const sb = useSandbox();
   let loops: string[] = [];
 
@@ -92,12 +99,12 @@ describe('device access control (v1 devices cgroup)', () => {
     expect(r.stderr).toMatch(/--device \/etc\/hostname: .*not a character or block device/);
   });
 
-  it('the container\'s devices cgroup holds the rules while it runs, and is removed after', async () => {
+  it.runIf(V1_DEVICES)('the container\'s devices cgroup holds the rules while it runs, and is removed after', async () => {
     // The container waits for a file the test creates, so it ends by itself (no signal
     // that could kill tsrun before its cleanup).
     const rootfs = sb.rootfs();
     const sub = sb.spawn(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'cat /proc/self/cgroup; while [ ! -e /tmp/go ]; do sleep 0.05; done']);
-    const text = await waitForOutput(sub, /devices:/);
+    const text = await waitForOutput(sub, /devices:/, 15_000 * SLOW);
     // inside its cgroup namespace the container sees its own cgroup as the root
     expect(text).toMatch(/^\d+:devices:\/$/m);
     const [id] = readdirSync(join(sb.root, 'run', 'containers'));
@@ -109,5 +116,12 @@ describe('device access control (v1 devices cgroup)', () => {
     writeFileSync(join(rootfs, 'tmp', 'go'), '');
     expectExit(await sub, 0);
     expect(existsSync(dirs[0]!)).toBe(false);
+  });
+
+  it.runIf(!V1_DEVICES)('cgroup v2: the rules are loaded as one eBPF program and attached to the container\'s cgroup', async () => {
+    const r = await sb.tsrun(['--trace', 'run', '--rootfs', sb.rootfs(), '--', 'true']);
+    expectExit(r, 0);
+    expect(r.stderr).toMatch(/bpf\(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE, \d+ instructions\) = \d+/);
+    expect(r.stderr).toMatch(/bpf\(BPF_PROG_ATTACH, target \d+, prog \d+, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI\) = 0/);
   });
 });

@@ -12,7 +12,7 @@ import { makeCtl } from '../../src/cgroups/ctl.js';
 import { layoutFrom } from '../../src/cgroups/detect.js';
 import { cgroupManager } from '../../src/cgroups/manager.js';
 import {
-  DEFAULT_DEVICE_RULES, PRIVILEGED_DEVICE_RULES, decide, normalizeDeviceRules, toSpecRule, v1Line, type DeviceRule,
+  DEFAULT_DEVICE_RULES, PRIVILEGED_DEVICE_RULES, RUNTIME_DEVICE_RULES, decide, normalizeDeviceRules, toSpecRule, v1Line, withRuntimeDevices, type DeviceRule,
 } from '../../src/cgroups/devices/rules.js';
 import { buildDeviceProgram, decodeProgram, encodeProgram, OP, runDeviceProgram } from '../../src/cgroups/devices/ebpf.js';
 import { applyDevicesV1, applyDevicesV2, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE } from '../../src/cgroups/devices/apply.js';
@@ -71,6 +71,24 @@ describe('rules', () => {
     expect(decide([r(false, 'a', null, null), r(true, 'c', 1, 3, 'r')], 'c', 1, 3, 'rw')).toBe(false);
     expect(decide([r(false, 'c', 1, 3, 'w')], 'c', 1, 3, 'rw')).toBe(false);
     expect(decide([r(false, 'c', 1, 3, 'w')], 'c', 1, 3, 'r')).toBe(true);
+  });
+});
+
+describe('the runtime\'s own default devices (config-linux.md "Default Devices")', () => {
+  it('are appended to an engine\'s deny-all, so /dev/null and the ptys keep working', () => {
+    const rules = withRuntimeDevices([r(false, 'a', null, null)]);
+    expect(rules.slice(1)).toEqual(RUNTIME_DEVICE_RULES);
+    for (const [ma, mi] of [[1, 3], [1, 5], [1, 7], [1, 8], [1, 9], [5, 0], [5, 2], [136, 4]] as const) expect(decide(rules, 'c', ma, mi, 'rw')).toBe(true);
+    expect(decide(rules, 'b', 8, 0, 'r')).toBe(false);
+  });
+
+  it('add nothing when the list already allows them, and come back after a later deny', () => {
+    expect(withRuntimeDevices(DEFAULT_DEVICE_RULES)).toEqual(DEFAULT_DEVICE_RULES);
+    expect(withRuntimeDevices(PRIVILEGED_DEVICE_RULES)).toEqual(PRIVILEGED_DEVICE_RULES);
+    const denied = [r(true, 'a', null, null), r(false, 'c', 1, null, 'w'), r(false, 'c', 136, 7)];
+    expect(withRuntimeDevices(denied).slice(3)).toEqual([r(true, 'c', 1, 3), r(true, 'c', 1, 5), r(true, 'c', 1, 7), r(true, 'c', 1, 8), r(true, 'c', 1, 9), r(true, 'c', 136, null)]);
+    // a grant that is too narrow does not count
+    expect(withRuntimeDevices([r(false, 'a', null, null), r(true, 'c', 1, 3, 'r')])).toContainEqual(r(true, 'c', 1, 3));
   });
 });
 

@@ -50,6 +50,31 @@ export const DEFAULT_DEVICE_RULES: readonly DeviceRule[] = [
   rule(true, 'c', 10, 200), // /dev/net/tun
 ];
 
+/**
+ * The devices every container gets whatever its list says (config-linux.md "Default
+ * Devices": the runtime MUST supply null, zero, full, random, urandom, tty and ptmx;
+ * pty slaves for a terminal). Engines such as podman and containerd send a deny-all and
+ * rely on the runtime to allow these, as runc does by appending its own allowlist.
+ */
+export const RUNTIME_DEVICE_RULES: readonly DeviceRule[] = [
+  rule(true, 'c', 1, 3), rule(true, 'c', 1, 5), rule(true, 'c', 1, 7), rule(true, 'c', 1, 8), rule(true, 'c', 1, 9),
+  rule(true, 'c', 5, 0), rule(true, 'c', 5, 2), rule(true, 'c', 136, null),
+];
+
+/** The spec's rules followed by the runtime's defaults, minus those the list already allows. */
+export function withRuntimeDevices(rules: readonly DeviceRule[]): DeviceRule[] {
+  // r's devices include d's: a wildcard covers a number, a number covers only itself
+  const includes = (r: DeviceRule, d: DeviceRule): boolean =>
+    (r.type === 'a' || r.type === d.type) && (r.major === null || r.major === d.major) && (r.minor === null || r.minor === d.minor);
+  const overlaps = (r: DeviceRule, d: DeviceRule): boolean =>
+    (r.type === 'a' || r.type === d.type) && (r.major === null || d.major === null || r.major === d.major) && (r.minor === null || d.minor === null || r.minor === d.minor);
+  const allowed = (d: DeviceRule): boolean => {
+    const i = rules.findLastIndex((r) => r.allow && includes(r, d) && [...d.access].every((a) => r.access.includes(a)));
+    return i >= 0 && !rules.slice(i + 1).some((r) => !r.allow && overlaps(r, d));
+  };
+  return [...rules, ...RUNTIME_DEVICE_RULES.filter((d) => !allowed(d))];
+}
+
 /** --privileged: every device, as Docker does. */
 export const PRIVILEGED_DEVICE_RULES: readonly DeviceRule[] = [rule(true, 'a', null, null)];
 

@@ -6,6 +6,8 @@
 //   attach()   after launch() found the gated child, before the gate opens: limits,
 //              then the child, so not one instruction of the program runs unlimited;
 //   finish()   after the exit: read OOM kills, kill what is left, remove the cgroup.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { TsrunError } from '../errors.js';
 import type { Kernel } from '../linux/kernel.js';
 import { tracer } from '../trace/tracer.js';
@@ -26,6 +28,7 @@ export class ContainerCgroup {
   readonly path: string;
   private m: CgroupManager | null = null;
   private created = false;
+  private holder: ChildProcess | null = null;
 
   constructor(
     private readonly k: Kernel,
@@ -55,7 +58,68 @@ export class ContainerCgroup {
     return this.m?.threadFiles() ?? [];
   }
 
+  /**
+   * The spec the setup thread works from. On v2 a single thread cannot join a domain
+   * cgroup (its threads all share one), so the setup thread cannot be inside the
+   * container's cgroup when it unshares CLONE_NEWCGROUP, and the namespace's root
+   * would be tsrun's own cgroup. Instead a holder process is moved into the container's
+   * cgroup and only then runs `unshare --cgroup` (util-linux); the setup thread joins
+   * that namespace with setns(), and the holder is killed once the container exists.
+   * Without util-linux's unshare the old behaviour stays (the root is tsrun's cgroup).
+   */
+  async setupSpec(): Promise<Spec> {
+    const spec = this.spec;
+    const nss = spec.linux?.namespaces ?? [];
+    const i = nss.findIndex((n) => n.type === 'cgroup' && !n.path);
+    if (!this.m || this.m.version === 'v1' || i < 0) return spec;
+    const unshare = ['/usr/bin/unshare', '/bin/unshare'].find((p) => existsSync(p));
+    if (!unshare) {
+      tracer.step('step', 'cgroupns-holder', 'skipped', 'no util-linux unshare: the cgroup namespace\'s root stays tsrun\'s cgroup');
+      return spec;
+    }
+    const t0 = tracer.on ? tracer.now() : undefined;
+    const own = readlinkSync('/proc/self/ns/cgroup');
+    // The holder waits on stdin until it is in the cgroup; then it unshares and sleeps.
+    const h = spawn('/bin/sh', ['-c', `read go; exec ${unshare} --cgroup sleep 600`], { stdio: ['pipe', 'ignore', 'ignore'] });
+    this.holder = h;
+    h.on('error', () => {});
+    if (!h.pid) throw new TsrunError('CGROUP', 'could not start the cgroup namespace holder (/bin/sh)');
+    this.m.addProcess(h.pid);
+    h.stdin!.end('go\n');
+    const path = `/proc/${h.pid}/ns/cgroup`;
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      let ns = own;
+      try {
+        ns = readlinkSync(path);
+      } catch {
+        /* exec in progress */
+      }
+      if (ns !== own && /unshare|sleep/.test(procComm(h.pid))) break;
+      if (h.exitCode !== null || Date.now() > deadline) {
+        this.dropHolder();
+        throw new TsrunError('CGROUP', 'the cgroup namespace holder did not start', { hint: `${unshare} --cgroup must work on this host` });
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    tracer.step('step', 'cgroupns-holder', `pid ${h.pid}`, 'a process inside the container\'s v2 cgroup made the cgroup namespace the setup thread joins', t0);
+    const namespaces = nss.map((n, j) => (j === i ? { type: 'cgroup' as const, path } : n));
+    return { ...spec, linux: { ...spec.linux, namespaces } };
+  }
+
+  /** tsrun's children that are not the container (launch() looks for a new child). */
+  ownChildren(): Set<number> {
+    return new Set(this.holder?.pid ? [this.holder.pid] : []);
+  }
+
+  private dropHolder(): void {
+    if (this.holder && this.holder.exitCode === null) this.holder.kill('SIGKILL');
+    this.holder = null;
+  }
+
   attach(pid: number): void {
+    // The setup thread has joined the holder's namespace by now; the holder may go.
+    this.dropHolder();
     if (!this.m) return;
     const res = (this.spec.linux?.resources ?? {}) as Resources;
     this.m.apply(res);
@@ -79,6 +143,7 @@ export class ContainerCgroup {
 
   /** Kill and remove; safe to call more than once and after a failure. */
   remove(): void {
+    this.dropHolder();
     if (!this.m || !this.created) return;
     try {
       this.m.kill();
@@ -86,5 +151,13 @@ export class ContainerCgroup {
       this.m.destroy();
       this.created = false;
     }
+  }
+}
+
+function procComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8');
+  } catch {
+    return '';
   }
 }

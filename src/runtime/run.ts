@@ -104,7 +104,7 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
         lastCap: lastCap(() => readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')),
         cgroupThreadFiles: cgroup.threadFiles(),
       },
-      new Set(),
+      cgroup.ownChildren(), // cgroups (issue 4): the v2 namespace holder is no container process
     );
     pid = launched.pid;
     cgroup.attach(pid); // cgroups (issue 4): limits, then the gated child, before execve

@@ -21,6 +21,7 @@ export interface SpawnRequest {
   gatePath?: string;
   /** a new session; with `ctty`, the path of the terminal to make controlling */
   setsid: boolean;
+  /** the terminal that becomes the child's controlling tty and its stdin, stdout and stderr (`stdio` is then unused) */
   ctty?: string;
   stdio: SpawnStdio[];
   /** fds 3..3+n-1 stay open in the child (runc's --preserve-fds) */

@@ -357,29 +357,41 @@ export class LinuxKernel implements Kernel {
         while (sources.has(next)) next++;
         return next++;
       };
-      // 1. The gate: block in open() until tsrun opens the FIFO's other end.
-      if (req.gatePath) chk('addopen', addopen(fa, scratch(), req.gatePath, 0 /* O_RDONLY */ | 0o2000000, 0));
-      // 2. The controlling terminal: the child is a new session leader (POSIX_SPAWN_SETSID),
-      //    so opening a tty without O_NOCTTY makes it the session's controlling terminal.
-      if (req.ctty) chk('addopen', addopen(fa, 0, req.ctty, 2 /* O_RDWR */, 0));
-      // 3. stdio. Sources that are themselves 0-2 go through a high temporary fd so a
-      //    dup2 onto 1 cannot clobber a source still needed for 2. dup2(fd, fd) clears
-      //    FD_CLOEXEC, which Node sets on its own 0-2.
-      const staged = new Map<number, number>();
-      for (const s of req.stdio) {
-        if ('parentFd' in s.from && s.from.parentFd < 3 && s.from.parentFd !== s.fd) {
-          const tmp = scratch();
-          chk('adddup2', adddup2(fa, s.from.parentFd, tmp));
-          staged.set(s.fd, tmp);
+      // The child runs these in order. Its final stdio is set up and every other
+      // descriptor closed *before* it blocks at the gate, so that while it waits (after a
+      // runtime `create`, possibly for long) it holds nothing of tsrun's: a pipe a shim
+      // gave tsrun as stdout must see EOF when tsrun exits, not when the container starts.
+      if (req.ctty) {
+        // 1. The controlling terminal: the child is a new session leader
+        //    (POSIX_SPAWN_SETSID), so opening a tty without O_NOCTTY makes it the session's
+        //    controlling terminal. It is all of stdin, stdout and stderr.
+        chk('addopen', addopen(fa, 0, req.ctty, 2 /* O_RDWR */, 0));
+        chk('adddup2', adddup2(fa, 0, 1));
+        chk('adddup2', adddup2(fa, 0, 2));
+      } else {
+        // 1. stdio. Sources that are themselves 0-2 go through a scratch fd so a dup2
+        //    onto 1 cannot clobber a source still needed for 2. dup2(fd, fd) clears
+        //    FD_CLOEXEC, which Node sets on its own 0-2.
+        const staged = new Map<number, number>();
+        for (const s of req.stdio) {
+          if ('parentFd' in s.from && s.from.parentFd < 3 && s.from.parentFd !== s.fd) {
+            const tmp = scratch();
+            chk('adddup2', adddup2(fa, s.from.parentFd, tmp));
+            staged.set(s.fd, tmp);
+          }
+        }
+        for (const s of req.stdio) {
+          if ('path' in s.from) chk('addopen', addopen(fa, s.fd, s.from.path, s.from.flags, 0));
+          else chk('adddup2', adddup2(fa, staged.get(s.fd) ?? s.from.parentFd, s.fd));
         }
       }
-      for (const s of req.stdio) {
-        if ('path' in s.from) chk('addopen', addopen(fa, s.fd, s.from.path, s.from.flags, 0));
-        else chk('adddup2', adddup2(fa, staged.get(s.fd) ?? s.from.parentFd, s.fd));
-      }
       for (let i = 0; i < req.preserveFds; i++) chk('adddup2', adddup2(fa, 3 + i, 3 + i));
-      // 4. Close every other descriptor: no host fd reaches the container.
+      // 2. Close every other descriptor: no host fd reaches the container.
       chk('addclosefrom', addclosefrom(fa, 3 + req.preserveFds));
+      // 3. The gate: block in open() until tsrun opens the FIFO's other end. It is
+      //    close-on-exec, and opened by a name relative to the cwd (tsrun's state dir).
+      if (req.gatePath) chk('addopen', addopen(fa, 3 + req.preserveFds, req.gatePath, 0 /* O_RDONLY */ | 0o2000000, 0));
+      // 4. Into the container's working directory, last.
       chk('addchdir', addchdir(fa, req.cwd));
 
       // Every signal back to its default (Node ignores SIGPIPE, and ignored signals

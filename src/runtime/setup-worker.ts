@@ -21,7 +21,6 @@ import { installSeccomp, prepareSeccomp } from '../security/seccomp/index.js';
 import { tracer } from '../trace/tracer.js';
 import { resolveExecutable } from './exec-path.js';
 import { GATE_NAME, type SetupPlan, type WorkerMessage } from './protocol.js';
-import type { SpawnStdio } from '../linux/kernel.js';
 import type { NamespaceType } from '../spec/types.js';
 
 const post = (m: WorkerMessage): void => parentPort!.postMessage(m);
@@ -108,9 +107,6 @@ function run(plan: SetupPlan): void {
   applyCredentials(k, proc, plan.lastCap);
   if (seccomp && proc.noNewPrivileges) installSeccomp(k, seccomp);
 
-  const stdio: SpawnStdio[] = ctty
-    ? [{ fd: 1, from: { parentFd: 0 } }, { fd: 2, from: { parentFd: 0 } }]
-    : plan.stdio;
   // The child opens the gate by a relative name: its cwd is inherited from this thread,
   // so we stand in the state dir for the moment of the spawn. Its next file action is
   // chdir(process.cwd), inside the container, before execve.
@@ -120,8 +116,7 @@ function run(plan: SetupPlan): void {
   try {
     pid = k.spawn({
       path, argv: proc.args, env, cwd: proc.cwd, gatePath: GATE_NAME, setsid: true, ctty,
-      stdio: ctty ? stdio.map((s) => ({ fd: s.fd, from: { parentFd: 0 } })) : stdio,
-      preserveFds: plan.preserveFds,
+      stdio: plan.stdio, preserveFds: plan.preserveFds,
     });
   } catch (e) {
     // The executable was found above, so a failure after the gate is one of the last

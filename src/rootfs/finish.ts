@@ -17,34 +17,7 @@ import { type Kernel, KernelError } from '../linux/kernel.js';
 import type { MountSpec } from '../spec/types.js';
 import { TsrunError } from '../errors.js';
 import { parseMountOptions } from './options.js';
-
-let mainFsUnshared = false;
-
-/** Runs `fn` inside another mount namespace and always comes back, root and cwd restored. */
-export function withMountNamespace<T>(k: Kernel, nsPath: string, fn: () => T): T {
-  if (!mainFsUnshared) {
-    // setns(CLONE_NEWNS) refuses a thread that shares its fs_struct (root, cwd, umask)
-    // with other threads, and every Node thread does. This copies ours.
-    k.unshare(CLONE.CLONE_FS, 'give the main thread its own root and cwd, so it may enter the container\'s mount namespace and come back');
-    mainFsUnshared = true;
-  }
-  const back = k.open('/proc/thread-self/ns/mnt', O.O_RDONLY | O.O_CLOEXEC, 0, 'remember the host mount namespace to come back to');
-  const cwd = k.open('.', O.O_PATH | O.O_DIRECTORY | O.O_CLOEXEC, 0, 'remember the cwd');
-  const target = k.open(nsPath, O.O_RDONLY | O.O_CLOEXEC, 0, 'the container\'s mount namespace');
-  try {
-    k.setns(target, CLONE.CLONE_NEWNS, 'enter the container\'s mount namespace: / is now its rootfs');
-    try {
-      return fn();
-    } finally {
-      k.setns(back, CLONE.CLONE_NEWNS, 'return to the host mount namespace');
-      k.fchdir(cwd, 'restore the cwd');
-    }
-  } finally {
-    k.close(target);
-    k.close(cwd);
-    k.close(back);
-  }
-}
+import { withNamespacesOf } from '../namespaces/hop.js';
 
 function mountAttrs(flags: number): number {
   let a = 0;
@@ -103,25 +76,16 @@ function mountProcWithHelper(k: Kernel, pid: number, m: MountSpec): void {
   const opts = [o.flags & MS.MS_NOSUID ? 'nosuid' : '', o.flags & MS.MS_NODEV ? 'nodev' : '', o.flags & MS.MS_NOEXEC ? 'noexec' : '', ...o.data].filter(Boolean).join(',');
   const dest = `/proc/${pid}/root${m.destination}`;
   const hostRoot = k.open('/', O.O_PATH | O.O_DIRECTORY | O.O_CLOEXEC, 0, 'hold the host\'s root, to run the host\'s mount(8) from inside the container\'s namespaces');
-  const hostPid = k.open('/proc/self/ns/pid', O.O_RDONLY | O.O_CLOEXEC, 0, 'remember the host PID namespace for our children');
-  const ctrPid = k.open(`/proc/${pid}/ns/pid`, O.O_RDONLY | O.O_CLOEXEC, 0, 'the container\'s PID namespace');
   try {
-    k.setns(ctrPid, CLONE.CLONE_NEWPID, 'children of the main thread now start inside the container\'s PID namespace');
-    try {
-      withMountNamespace(k, `/proc/${pid}/ns/mnt`, () => {
-        k.fchdir(hostRoot, 'stand in the host\'s root');
-        k.chroot('.', 'keep the host\'s root (and its mount binary) while in the container\'s mount namespace');
-        const t0 = tracer.on ? tracer.now() : undefined;
-        const r = spawnSync('mount', ['--no-canonicalize', '-t', 'proc', ...(opts ? ['-o', opts] : []), m.source ?? 'proc', dest], { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
-        tracer.step('syscall', 'spawn', `mount -t proc proc ${dest}`, 'this kernel has no procfs pidns= option: a helper inside the container\'s PID namespace mounts its /proc', t0, r.status === 0 ? '0' : `exit ${r.status}`);
-        if (r.status !== 0) throw new TsrunError('KERNEL_FEATURE', `mounting the container's /proc with the host's mount(8) failed: ${(r.stderr || r.error?.message || '').trim()}`, { hint: 'tsrun needs util-linux mount on the host when the kernel is older than 6.15' });
-      });
-    } finally {
-      k.setns(hostPid, CLONE.CLONE_NEWPID, 'children of the main thread start in the host PID namespace again');
-    }
+    withNamespacesOf(k, pid, ['pid', 'mount'], () => {
+      k.fchdir(hostRoot, 'stand in the host\'s root');
+      k.chroot('.', 'keep the host\'s root (and its mount binary) while in the container\'s mount namespace');
+      const t0 = tracer.on ? tracer.now() : undefined;
+      const r = spawnSync('mount', ['--no-canonicalize', '-t', 'proc', ...(opts ? ['-o', opts] : []), m.source ?? 'proc', dest], { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+      tracer.step('syscall', 'spawn', `mount -t proc proc ${dest}`, 'this kernel has no procfs pidns= option: a helper inside the container\'s PID namespace mounts its /proc', t0, r.status === 0 ? '0' : `exit ${r.status}`);
+      if (r.status !== 0) throw new TsrunError('KERNEL_FEATURE', `mounting the container's /proc with the host's mount(8) failed: ${(r.stderr || r.error?.message || '').trim()}`, { hint: 'tsrun needs util-linux mount on the host when the kernel is older than 6.15' });
+    });
   } finally {
-    k.close(ctrPid);
-    k.close(hostPid);
     k.close(hostRoot);
   }
 }
@@ -152,7 +116,7 @@ export function finishRootfs(k: Kernel, pid: number, plan: FinishPlan): void {
     plan.deferred.forEach((m, i) => {
       if (m.type === 'proc' && detached[i] === -1) mountProcWithHelper(k, pid, m);
     });
-    withMountNamespace(k, `/proc/${pid}/ns/mnt`, () => {
+    withNamespacesOf(k, pid, ['mount'], () => {
       plan.deferred.forEach((m, i) => {
         if (m.type === 'proc' && detached[i] === -1) return; // mounted by the helper
         const fd = detached[i]!;

@@ -6,11 +6,30 @@ import { spawnSync } from 'node:child_process';
 import { TsrunError } from '../errors.js';
 import type { HookSpec, Spec } from '../spec/types.js';
 import { tracer } from '../trace/tracer.js';
+import type { Kernel } from '../linux/kernel.js';
+import { withNamespacesOf } from '../namespaces/hop.js';
 
 export type HookName = 'prestart' | 'createRuntime' | 'createContainer' | 'startContainer' | 'poststart' | 'poststop';
 
-export function runHooks(spec: Spec, name: HookName, state: object): void {
+/**
+ * Runs the `name` hooks. createContainer and startContainer hooks run "in the container
+ * namespace" (config.md): give `inside` (the kernel and the container's pid) and they
+ * are started from the main thread while it visits the container's namespaces.
+ */
+export function runHooks(spec: Spec, name: HookName, state: object, inside?: { k: Kernel; pid: number }): void {
   const hooks: HookSpec[] = spec.hooks?.[name] ?? [];
+  if (hooks.length === 0) return;
+  if (inside && (name === 'createContainer' || name === 'startContainer')) {
+    // config.md: a createContainer hook's path resolves in the runtime namespace (so
+    // the host's mount namespace stays), a startContainer hook's in the container's.
+    const types = (spec.linux?.namespaces ?? []).map((n) => n.type).filter((t) => t !== 'user' && (t !== 'mount' || name === 'startContainer'));
+    withNamespacesOf(inside.k, inside.pid, types, () => runEach(name, hooks, state));
+    return;
+  }
+  runEach(name, hooks, state);
+}
+
+function runEach(name: HookName, hooks: HookSpec[], state: object): void {
   const input = JSON.stringify(state);
   for (const h of hooks) {
     const t0 = tracer.on ? tracer.now() : undefined;

@@ -161,7 +161,7 @@ export async function createContainer(k: Kernel, req: CreateRequest): Promise<nu
     const state = { ...ociState(req.paths, record, 'creating') };
     runHooks(spec, 'prestart', state);
     runHooks(spec, 'createRuntime', state);
-    runHooks(spec, 'createContainer', state);
+    runHooks(spec, 'createContainer', state, { k, pid });
     if (req.pidFile) {
       const tmp = `${req.pidFile}.tmp-${process.pid}`;
       writeFileSync(tmp, String(pid));
@@ -191,7 +191,7 @@ export function startContainer(k: Kernel, p: Paths, id: string): void {
   const r = loadRecord(p, id);
   const status = statusOf(p, r);
   if (status !== 'created') throw new TsrunError('STATE', `cannot start a container that is ${status}`);
-  runHooks(r.spec, 'startContainer', ociState(p, r));
+  runHooks(r.spec, 'startContainer', ociState(p, r), { k, pid: r.pid });
   openGate(k, stateDir(p, id), r.pid);
   // The gate's absence is what marks the container as started.
   unlinkSync(join(stateDir(p, id), GATE_NAME));

@@ -309,9 +309,13 @@ describe('tsrun-runtime hooks (config.md POSIX-platform Hooks)', () => {
       const h = hookScript(n, `echo "$1" >> ${log}; cat > ${sb.dir}/stdin-$1.json`);
       hooks[n] = [{ path: h, args: [h, n] }];
     }
+    // A startContainer hook's path resolves in the container (config.md), and it runs
+    // there: it lives in the rootfs and writes through the /out bind.
+    hooks.startContainer = [{ path: '/hook-start.sh', args: ['/hook-start.sh', 'startContainer'] }];
     const b = bundle(['sh', '-c', 'echo ran > /out/ran; sleep 30'], (s) => {
       s.hooks = hooks;
     });
+    writeFileSync(join(b.rootfs, 'hook-start.sh'), '#!/bin/sh\necho "$1" > /out/start.log; cat > /out/stdin-startContainer.json\n', { mode: 0o755 });
     ok(await rt(['create', '--bundle', b.dir, 'hk']));
     try {
       expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['prestart', 'createRuntime', 'createContainer']);
@@ -326,7 +330,9 @@ describe('tsrun-runtime hooks (config.md POSIX-platform Hooks)', () => {
       }
       expect(existsSync(join(b.out, 'ran'))).toBe(false);
       ok(await rt(['start', 'hk']));
-      expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart']);
+      expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['prestart', 'createRuntime', 'createContainer', 'poststart']);
+      expect(readFileSync(join(b.out, 'start.log'), 'utf8')).toBe('startContainer\n');
+      expect((JSON.parse(readFileSync(join(b.out, 'stdin-startContainer.json'), 'utf8')) as { id: string }).id).toBe('hk');
       const ps = JSON.parse(readFileSync(join(sb.dir, 'stdin-poststart.json'), 'utf8')) as Record<string, unknown>;
       expect(ps.pid).toBe(pid);
       ok(await rt(['kill', 'hk', 'KILL']));
@@ -358,8 +364,10 @@ describe('tsrun-runtime hooks (config.md POSIX-platform Hooks)', () => {
     // The hook prints its uts namespace to stderr, which is the runtime's stderr.
     const h = hookScript('ns', 'echo "HOOK $1 $(readlink /proc/self/ns/uts)" >&2');
     const b = bundle(['sleep', '30'], (s) => {
-      s.hooks = { createContainer: [{ path: h, args: [h, 'createContainer'] }], startContainer: [{ path: h, args: [h, 'startContainer'] }], createRuntime: [{ path: h, args: [h, 'createRuntime'] }] };
+      // startContainer's path resolves in the container: the same script, in the rootfs
+      s.hooks = { createContainer: [{ path: h, args: [h, 'createContainer'] }], startContainer: [{ path: '/hook-ns.sh', args: ['/hook-ns.sh', 'startContainer'] }], createRuntime: [{ path: h, args: [h, 'createRuntime'] }] };
     });
+    writeFileSync(join(b.rootfs, 'hook-ns.sh'), readFileSync(h), { mode: 0o755 });
     const c = await rt(['create', '--bundle', b.dir, 'hn']);
     try {
       ok(c);

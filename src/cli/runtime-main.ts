@@ -10,7 +10,7 @@ import { TsrunError } from '../errors.js';
 import { LinuxKernel } from '../linux/libc.js';
 import { prewarmSetupWorker } from '../runtime/launcher.js';
 import {
-  containerCgroup, createContainer, deleteContainer, execInContainer, killContainer, listContainers, loadRecord, ociState, startContainer, statusOf,
+  containerCgroup, createContainer, deleteContainer, execInContainer, killContainer, pauseContainer, listContainers, loadRecord, ociState, startContainer, statusOf,
 } from '../runtime/lifecycle.js';
 import { runForeground } from '../runtime/run.js';
 import type { Paths } from '../runtime/state.js';
@@ -339,16 +339,18 @@ function build(): Command {
       while (emit()) await new Promise((r) => setTimeout(r, o.interval * 1000));
     });
 
-  for (const verb of ['pause', 'resume']) {
-    program
-      .command(verb)
-      .description(`not implemented yet`)
-      .allowUnknownOption()
-      .argument('[args...]')
-      .action(() => {
-        throw new TsrunError('USAGE', `${verb} is not implemented yet in tsrun-runtime`);
-      });
-  }
+  program
+    .command('pause')
+    .description('freeze every process of the container (cgroup freezer)')
+    .argument('<id>')
+    .action((id: string) => pauseContainer(k, paths(), id, true));
+
+  program
+    .command('resume')
+    .description('thaw a paused container')
+    .argument('<id>')
+    .action((id: string) => pauseContainer(k, paths(), id, false));
+
   return program;
 }
 

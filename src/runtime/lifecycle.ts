@@ -14,6 +14,7 @@ import type { Spec } from '../spec/types.js';
 import { tracer } from '../trace/tracer.js';
 import { runHooks } from './hooks.js';
 import { ContainerCgroup } from '../cgroups/container.js';
+import { isFrozen, setFrozen } from '../cgroups/freeze.js';
 import { cgroupManager, removeStaleCgroup } from '../cgroups/manager.js';
 import type { CgroupManager } from '../cgroups/types.js';
 import { killQuietly, launch, openGate } from './launcher.js';
@@ -22,7 +23,8 @@ import { procStartTime } from './proc-scan.js';
 import { attachTty, drainTty, requireRoot, waitExit } from './run.js';
 import { type Paths, containersDir, createStateDir, stateDir, writeJson } from './state.js';
 
-export type OciStatus = 'creating' | 'created' | 'running' | 'stopped';
+/** The runtime-spec's statuses, plus runc's `paused` (a frozen cgroup), which engines expect. */
+export type OciStatus = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
 
 export interface ContainerRecord {
   ociVersion: string;
@@ -90,7 +92,8 @@ function alive(pid: number, start: number): boolean {
 
 export function statusOf(p: Paths, r: ContainerRecord): OciStatus {
   if (!alive(r.pid, r.pidStart)) return 'stopped';
-  return existsSync(join(stateDir(p, r.id), GATE_NAME)) ? 'created' : 'running';
+  if (existsSync(join(stateDir(p, r.id), GATE_NAME))) return 'created';
+  return r.cgroupsPath && isFrozen(r.cgroupsPath) ? 'paused' : 'running';
 }
 
 export function ociState(p: Paths, r: ContainerRecord, status = statusOf(p, r)): OciState {
@@ -216,6 +219,15 @@ function processesInPidns(pid: number): number[] {
     }
   }
   return out;
+}
+
+export function pauseContainer(k: Kernel, p: Paths, id: string, pause: boolean): void {
+  const r = loadRecord(p, id);
+  const status = statusOf(p, r);
+  if (pause && status !== 'running') throw new TsrunError('STATE', `cannot pause container "${id}": it is ${status}`);
+  if (!pause && status !== 'paused') throw new TsrunError('STATE', `cannot resume container "${id}": it is ${status}, not paused`);
+  if (!r.cgroupsPath) throw new TsrunError('CGROUP', `container "${id}" has no cgroup to freeze`);
+  setFrozen(k, r.cgroupsPath, pause);
 }
 
 export function killContainer(k: Kernel, p: Paths, id: string, signal: number, all: boolean): void {

@@ -1,3 +1,4 @@
+import { setFrozen } from '../../cgroups/freeze.js';
 // The shared monitor: one Node process (`tsrun __monitor`) for every detached
 // container under one root. It launches them with the runtime core (so it is their
 // parent and can waitid() them), writes their logs, records their exits and applies
@@ -26,9 +27,7 @@ import { isAlive, procStartTime } from '../../runtime/proc-scan.js';
 import { type Paths, stateDir } from '../../runtime/state.js';
 import { lastCap } from '../../security/capabilities.js';
 import { ContainerCgroup } from '../../cgroups/container.js';
-import { detectCgroups } from '../../cgroups/detect.js';
 import { removeStaleCgroup } from '../../cgroups/manager.js';
-import { relativeCgroupPath } from '../../cgroups/ctl.js';
 import { type MonitorState, type Record, listRecords, readRecord, recordDir, removeRecord, repairIfOrphaned, runtimeState, updateState, writeRuntimeState, observe } from '../containers.js';
 import { LogWriter, logPath } from '../logs.js';
 import type { MonitorReply, MonitorRequest } from './protocol.js';
@@ -353,18 +352,8 @@ export class Monitor {
   // --------------------------------------------------------------------------------
   // Freezer: the cgroup v1 freezer (FROZEN/THAWED) or v2's cgroup.freeze.
 
-  private freezerFile(w: Watched): { file: string; frozen: string; thawed: string } | null {
-    const layout = detectCgroups();
-    const rel = relativeCgroupPath(w.cgroupsPath);
-    if (layout.choice.freezer === 'v1' && layout.v1.freezer) return { file: join(layout.v1.freezer, rel, 'freezer.state'), frozen: 'FROZEN', thawed: 'THAWED' };
-    if (layout.v2) return { file: join(layout.v2.mount, rel, 'cgroup.freeze'), frozen: '1', thawed: '0' };
-    return null;
-  }
-
   private freeze(w: Watched, on: boolean): void {
-    const f = this.freezerFile(w);
-    if (!f || !existsSync(f.file)) throw new TsrunError('CGROUP', 'this container has no freezer cgroup', { hint: 'pause needs the v1 freezer or cgroup v2' });
-    this.k.writeFile(f.file, on ? f.frozen : f.thawed, on ? 'freeze every task of the container (cgroup freezer)' : 'thaw the container');
+    setFrozen(this.k, w.cgroupsPath, on);
   }
 
   private thaw(w: Watched): void {

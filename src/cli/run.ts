@@ -6,6 +6,7 @@ import { specFromFlags, type RunFlags } from '../engine/run-spec.js';
 import { LinuxKernel } from '../linux/libc.js';
 import { addLifecycleRunOptions, runContainer, type LifecycleRunFlags } from './lifecycle.js';
 import { newId, resolvePaths } from '../runtime/state.js';
+import { requireRoot } from '../runtime/run.js';
 import { validateSpec } from '../spec/validate.js';
 import type { GlobalOptions } from './main.js';
 import { addImageRunOptions, prepareImageRun, type ImageRunCliOptions } from './image.js';
@@ -77,6 +78,9 @@ export function registerRun(program: Command): void {
     .option('--device <host[:ctr][:rwm]>', 'add a host device to the container (and allow it in the device cgroup)', collect, [])
     .option('--name <name>', 'name the container'))))
     .action(async (command: string[], opts: RunCliOptions, cmd: Command) => {
+      // Before anything is pulled, allocated or written: without root nothing can work,
+      // and nothing may be left half-made.
+      requireRoot();
       const globals = cmd.parent!.opts<GlobalOptions>();
       const paths = resolvePaths(globals.root);
       const id = newId();

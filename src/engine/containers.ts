@@ -8,7 +8,8 @@
 // container runs. Status always comes from the kernel: the pid in the runtime state,
 // checked against its start time (pids are reused). runRoot is a tmpfs on real hosts,
 // so after a reboot the runtime state is gone and every container reads as exited.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { withFileLock } from '../runtime/lock.js';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsrunError } from '../errors.js';
 import type { OverlayLayers } from '../overlay/mount.js';
@@ -196,56 +197,9 @@ function lockPath(p: Paths, name: string): string {
   return join(p.root, 'locks', `${name}.lock`);
 }
 
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
 
 export function withLock<T>(p: Paths, name: string, f: () => T, timeoutMs = 15_000): T {
-  const path = lockPath(p, name);
-  mkdirSync(join(p.root, 'locks'), { recursive: true, mode: 0o700 });
-  const me = `${process.pid} ${procStartTime(process.pid) ?? 0}\n`;
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; ; i++) {
-    try {
-      const fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, me);
-      closeSync(fd);
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let owner = '';
-    try {
-      owner = readFileSync(path, 'utf8');
-    } catch {
-      continue; // released meanwhile
-    }
-    const [pid, start] = owner.trim().split(' ').map(Number);
-    // An empty file is a holder between its open and its write: wait for it.
-    if (owner.endsWith('\n') && pid && !isAlive(pid, start ?? -1)) {
-      // Break it by renaming first, so two breakers cannot both remove a fresh lock.
-      const stale = `${path}.stale-${process.pid}`;
-      try {
-        renameSync(path, stale);
-        if (readFileSync(stale, 'utf8') === owner) rmSync(stale, { force: true });
-        else renameSync(stale, path); // someone else's fresh lock: put it back
-      } catch {
-        /* another breaker got there first */
-      }
-      continue;
-    }
-    if (Date.now() > deadline) throw new TsrunError('STATE', `timed out waiting for the lock ${path} (held by pid ${pid})`, { hint: 'if that process is stuck, kill it; a dead holder\'s lock is broken automatically' });
-    sleepSync(Math.min(2 + i, 20));
-  }
-  try {
-    return f();
-  } finally {
-    try {
-      unlinkSync(path);
-    } catch {
-      /* broken by someone who thought us dead: nothing to release */
-    }
-  }
+  return withFileLock(lockPath(p, name), f, { what: `container ${name === 'names' ? 'names' : 'record ' + name.slice(2, 14)}`, timeoutMs });
 }
 
 // ---------------------------------------------------------------------------------

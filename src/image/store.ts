@@ -6,10 +6,11 @@
 //   P/tmp/                      staging: everything is built here, then renamed in
 // rename(2) within one filesystem is atomic, so a reader sees a whole blob or layer or
 // nothing; a crash leaves only debris in P/tmp, which is safe to delete.
+import { withFileLockAsync } from '../runtime/lock.js';
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  chmodSync, closeSync, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, readdirSync,
-  renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync,
+  chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync,
+  renameSync, rmSync, statSync, unlinkSync, writeFileSync,
 } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -62,10 +63,6 @@ export function hexOf(digest: string): string {
   const hex = digest.startsWith('sha256:') ? digest.slice(7) : digest;
   if (!HEX.test(hex)) throw new TsrunError('IMAGE', `invalid digest "${digest}"`, { hint: 'digests look like sha256:<64 hex digits>' });
   return hex;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function pidAlive(pid: number): boolean {
@@ -196,37 +193,10 @@ export class ImageStore {
     renameSync(tmp, path);
   }
 
-  /** A cross-process lock: O_EXCL create of a lock file holding our pid; a dead holder's lock is broken. */
+  /** A cross-process lock (src/runtime/lock.ts) on the store's shared files. */
   async withLock<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
     this.ensureDirs();
-    const lock = join(this.root, `${name}.lock`);
-    for (let i = 0; ; i++) {
-      try {
-        const fd = openSync(lock, 'wx', 0o600);
-        writeSync(fd, String(process.pid));
-        closeSync(fd);
-        break;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        let holder = NaN;
-        try {
-          holder = Number(readFileSync(lock, 'utf8'));
-        } catch {
-          continue;
-        }
-        if (holder > 0 && !pidAlive(holder)) {
-          rmSync(lock, { force: true });
-          continue;
-        }
-        if (i > 1000) throw new TsrunError('IMAGE', `the image store is locked (${lock}, held by pid ${holder})`, { hint: 'wait for the other tsrun, or remove the lock file if it is stale' });
-        await sleep(5 + Math.random() * 10);
-      }
-    }
-    try {
-      return await fn();
-    } finally {
-      rmSync(lock, { force: true });
-    }
+    return withFileLockAsync(join(this.root, `${name}.lock`), fn, { what: `the image store's ${name}`, code: 'IMAGE' });
   }
 
   readRepositories(): Record<string, string> {

@@ -19,7 +19,7 @@ import { cmd, step, tryCmd } from './exec.js';
 import { applyRuleset } from './firewall.js';
 import { hostsFile, resolvConf, type HostEntry } from './files.js';
 import { formatSubnet, intToIp, ipToInt, nextFree, overlaps, parseSubnet } from './ipam.js';
-import { withLock } from './lock.js';
+import { withFileLock } from '../runtime/lock.js';
 import { reserve, type PortSpec, type Reservation } from './ports.js';
 import {
   DEFAULT_BRIDGE, appliedPath, findDef, type BridgeRecord, type Endpoint, type NetworkDef, claimEndpoint, ensureDirs, listBridges, listEndpoints, lockPath,
@@ -329,7 +329,7 @@ export function createAttachment(req: NetworkRequest): NetworkAttachment {
       if (req.mode.kind !== 'bridge') return;
       const def = req.mode.network;
       const t = ownerNow();
-      withLock(lockPath(), () => {
+      withNetworkLock(() => {
         const e = connectLocked(def, pid, {
           root: req.root, containerId: req.id, name: req.name, hostname: req.hostname, aliases: req.aliases,
           owner: t.pid === owner.pid ? owner : t, pid, pidStart: undefined, ports, extraHosts: req.addHost, hostsPath: files.hosts,
@@ -344,14 +344,14 @@ export function createAttachment(req: NetworkRequest): NetworkAttachment {
       reservations.length = 0;
       if (!attached) return;
       attached = false;
-      withLock(lockPath(), () => disconnectLocked(req.root, req.id));
+      withNetworkLock(() => disconnectLocked(req.root, req.id));
     },
   };
 }
 
 /** `tsrun network connect`: one more network for a running container. */
 export function connectRunning(def: NetworkDef, c: { root: string; id: string; pid: number; owner: { pid: number; start: number }; name?: string; hostname: string; hostsPath?: string }, aliases: string[]): Endpoint {
-  return withLock(lockPath(), () => {
+  return withNetworkLock(() => {
     const have = listEndpoints().filter((e) => e.root === c.root && e.containerId === c.id);
     if (have.some((e) => e.bridge === def.bridge)) throw new TsrunError('USAGE', `container ${c.id.slice(0, 12)} is already on network "${def.name}"`);
     const ifname = `eth${have.length}`;
@@ -365,7 +365,7 @@ export function connectRunning(def: NetworkDef, c: { root: string; id: string; p
 }
 
 export function disconnectRunning(root: string, id: string, bridge: string): number {
-  return withLock(lockPath(), () => disconnectLocked(root, id, bridge).length);
+  return withNetworkLock(() => disconnectLocked(root, id, bridge).length);
 }
 
 /**
@@ -376,7 +376,7 @@ export function disconnectRunning(root: string, id: string, bridge: string): num
 export function collectNetworkGarbage(): number {
   const stale = (e: Endpoint): boolean => !isAlive(e.owner.pid, e.owner.start);
   if (!listEndpoints().some(stale)) return 0;
-  return withLock(lockPath(), () => {
+  return withNetworkLock(() => {
     const dead = listEndpoints().filter(stale);
     const ids = new Set(dead.map(key));
     let n = 0;
@@ -394,7 +394,7 @@ export function collectNetworkGarbage(): number {
  * endpoint left, no bridge, no rule and no ip_forward change of tsrun's stays.
  */
 export function removeIdleBridges(only?: string[]): void {
-  withLock(lockPath(), () => {
+  withNetworkLock(() => {
     ensureDirs();
     reconcile(only ? new Set(only) : true, only === undefined);
   });
@@ -458,5 +458,13 @@ export function attachmentFromSpec(spec: Spec, paths: Paths, id: string): Networ
     mode, id, root: paths.root, stateDir: stateDir(paths, id), hostname: spec.hostname ?? id.slice(0, 12), ...(c.name ? { name: c.name } : {}),
     aliases: arr(c.aliases).map(String), publish: arr(c.publish), dns: arr(c.dns).map(String), dnsSearch: arr(c.dnsSearch).map(String),
     dnsOption: arr(c.dnsOption).map(String), addHost: arr(c.addHost),
+  });
+}
+
+/** Bridges, veths, addresses and tsrun's nftables table are host-wide: one lock for all of them, whatever the --root. */
+function withNetworkLock<T>(fn: () => T): T {
+  return withFileLock(lockPath(), fn, {
+    what: 'the network', code: 'CONTAINER_SETUP', timeoutMs: 60_000,
+    onBreak: (pid) => step('break-lock', lockPath(), `the holder (pid ${pid}) is gone; its changes are re-checked by the garbage collector`),
   });
 }

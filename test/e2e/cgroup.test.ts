@@ -98,7 +98,7 @@ describe('cgroups', () => {
     expect(s.cgroupsPath).toBe(`${parent}/${s.id}`);
     const procs = readFileSync(join(cgDir('memory', s.cgroupsPath), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
     expect(procs).toContain(s.pid);
-    sub.kill('SIGTERM');
+    process.kill(sub.pid!, 'SIGTERM'); // not sub.kill: execa would SIGKILL tsrun 2 s later, mid-cleanup under TCG
     const r = await sub;
     expect(r.exitCode).toBe(0);
     for (const h of hierarchies()) expect(existsSync(join(h, s.cgroupsPath)), h).toBe(false);
@@ -167,8 +167,8 @@ describe('cgroups', () => {
       windows.push((usage() - u0) / Number(process.hrtime.bigint() - t0));
       if (windows.at(-1)! >= 0.4) break;
     }
-    sub.kill('SIGTERM');
-    await sub;
+    process.kill(sub.pid!, 'SIGTERM'); // not sub.kill: execa would SIGKILL tsrun 2 s later, mid-cleanup under TCG
+    expectExit(await sub, 0);
     for (const w of windows) expect(w, `CPUs used per 3 s window: ${windows.join(', ')}`).toBeLessThanOrEqual(0.6);
     expect(Math.max(...windows), `CPUs used per 3 s window: ${windows.join(', ')}`).toBeGreaterThanOrEqual(0.4);
   }, T(60_000));
@@ -227,7 +227,7 @@ describe('cgroups', () => {
     const usageNow = Number(readFileSync(join(memDir, onV2('memory') ? 'memory.current' : 'memory.usage_in_bytes'), 'utf8'));
     expect(Math.abs(row.Cgroup.memoryUsage! - usageNow)).toBeLessThan(4 * MiB);
     expect(row.Cgroup.memoryUsage).toBeGreaterThan(0);
-    sub.kill('SIGTERM');
+    process.kill(sub.pid!, 'SIGTERM'); // not sub.kill: execa would SIGKILL tsrun 2 s later, mid-cleanup under TCG
     expectExit(await sub, 0);
   }, T(60_000));
 

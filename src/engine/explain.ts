@@ -1,11 +1,11 @@
 // What the kernel says about a running container, next to what it says about the host:
 // the data behind `tsrun explain`. Everything is read from /proc, the kernel's own
 // account, not from tsrun's state (which only says which pid to look at).
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { capNames } from '../security/capabilities.js';
 import { TsrunError } from '../errors.js';
-import { readState, containersDir, stateDir, type Paths } from '../runtime/state.js';
-import { isAlive } from '../runtime/proc-scan.js';
+import type { Paths } from '../runtime/state.js';
+import { observe, readRecord, resolveContainer } from './containers.js';
 
 const NS = ['pid', 'mnt', 'net', 'uts', 'ipc', 'cgroup', 'user', 'time'] as const;
 
@@ -22,21 +22,12 @@ export interface Explanation {
   gidMap: string;
 }
 
-/** Finds a running container by full id or unique prefix. */
+/** Finds a running container by name, id or unique id prefix, as every docker verb does. */
 export function findRunning(p: Paths, ref: string): { id: string; pid: number } {
-  let ids: string[] = [];
-  try {
-    ids = readdirSync(containersDir(p));
-  } catch {
-    /* none yet */
-  }
-  const matches = ids.filter((id) => id.startsWith(ref));
-  if (matches.length === 0) throw new TsrunError('NO_SUCH_CONTAINER', `no such container: ${ref}`);
-  if (matches.length > 1) throw new TsrunError('USAGE', `"${ref}" matches ${matches.length} containers; give more of the id`);
-  const id = matches[0]!;
-  const s = readState(stateDir(p, id));
-  if (!s?.pid || !s.pidStart || !isAlive(s.pid, s.pidStart)) throw new TsrunError('STATE', `container ${id.slice(0, 12)} is not running`);
-  return { id, pid: s.pid };
+  const id = resolveContainer(p, ref);
+  const o = observe(p, readRecord(p, id));
+  if (o.status !== 'running' && o.status !== 'paused') throw new TsrunError('STATE', `container ${id.slice(0, 12)} is not running (${o.status})`);
+  return { id, pid: o.pid };
 }
 
 function link(path: string): string | null {

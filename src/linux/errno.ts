@@ -18,6 +18,7 @@ export const ESRCH = 3;
 export const ECHILD = 10;
 export const EAGAIN = 11;
 export const EEXIST = 17;
+export const EBUSY = 16;
 export const EINVAL = 22;
 export const ENOSYS = 38;
 export const ENXIO = 6;

@@ -2,7 +2,9 @@
 // new mount namespace, and ends with pivot_root. The order follows runc's
 // rootfs_linux.go: private propagation, bind the rootfs onto itself, the spec's mounts
 // (destinations resolved inside the rootfs), /dev, pivot_root, then read-only root.
-import { isAbsolute, resolve } from 'node:path';
+import { basename, isAbsolute, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { cgroupMounts } from '../cgroups/detect.js';
 import { MNT, MS, O } from '../linux/constants.js';
 import { EPERM } from '../linux/errno.js';
 import { type Kernel, KernelError } from '../linux/kernel.js';
@@ -85,6 +87,8 @@ export function mountOne(k: Kernel, rootfd: number, m: MountSpec, bundle: string
     // A bind mount ignores every flag but MS_REC; read-only and friends need a remount.
     const extra = o.flags & ~MS.MS_REMOUNT;
     if (extra) remount(k, rootfd, m.destination, MS.MS_BIND | MS.MS_REMOUNT | extra, `${m.destination}: apply ${o.readonly ? 'read-only and ' : ''}flags to the bind mount`);
+  } else if (type === 'cgroup' && mountCgroupV1Tree(k, rootfd, m, o.flags)) {
+    return;
   } else {
     const fstype = type === 'cgroup' ? 'cgroup2' : type;
     const dstfd = ensureInRoot(k, rootfd, m.destination, 'dir');
@@ -116,4 +120,40 @@ function remount(k: Kernel, rootfd: number, dest: string, flags: number, why: st
   } finally {
     k.close(fd);
   }
+}
+
+/**
+ * /sys/fs/cgroup on a host with v1 hierarchies (v1 or hybrid): like the host's, a tmpfs
+ * holding one mount per hierarchy, each showing the container's own cgroup as its root
+ * (the setup thread is inside it and has made the cgroup namespace). A lone cgroup2
+ * mount would show only what v2 holds there (on a hybrid host: hugetlb). Returns false
+ * on a pure v2 host, where the caller mounts cgroup2 itself.
+ */
+function mountCgroupV1Tree(k: Kernel, rootfd: number, m: MountSpec, flags: number): boolean {
+  let mounts;
+  try {
+    mounts = cgroupMounts(readFileSync('/proc/self/mountinfo', 'utf8')).filter((c) => c.mountPoint.startsWith('/sys/fs/cgroup/'));
+  } catch {
+    return false;
+  }
+  if (!mounts.some((c) => c.type === 'cgroup')) return false;
+  const dstfd = ensureInRoot(k, rootfd, m.destination, 'dir');
+  try {
+    k.mount('tmpfs', fdPath(dstfd), 'tmpfs', MS.MS_NOSUID | MS.MS_NODEV | MS.MS_NOEXEC, 'mode=755', `${m.destination}: a tmpfs to hold one mount per cgroup hierarchy, as on the host`);
+  } finally {
+    k.close(dstfd);
+  }
+  const keep = flags & (MS.MS_RDONLY | MS.MS_NOSUID | MS.MS_NODEV | MS.MS_NOEXEC | MS.MS_RELATIME);
+  for (const c of mounts) {
+    const name = basename(c.mountPoint);
+    const dir = ensureInRoot(k, rootfd, `${m.destination}/${name}`, 'dir');
+    try {
+      const opts = c.type === 'cgroup' ? c.superOptions.filter((o) => o !== 'rw' && o !== 'ro').join(',') : null;
+      k.mount('cgroup', fdPath(dir), c.type, keep, opts || null, `${m.destination}/${name}: the ${name} hierarchy, rooted at the container's own cgroup`);
+    } finally {
+      k.close(dir);
+    }
+  }
+  if (flags & MS.MS_RDONLY) remount(k, rootfd, m.destination, MS.MS_REMOUNT | MS.MS_RDONLY | MS.MS_NOSUID | MS.MS_NODEV | MS.MS_NOEXEC, `${m.destination}: read-only`);
+  return true;
 }

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { useSandbox, parseStatus } from '../helpers/sandbox.js';
 import { makeBundle, nsInode, runtime, runtimeIds, until, type RuntimeOptions, type RuntimeResult, type SpecJson } from '../helpers/bundle.js';
 import { CAPABILITIES } from '../../src/security/capabilities.js';
+import { HAS_SYS_RESOURCE, NO_SYS_RESOURCE_ERROR } from '../helpers/caps.js';
 
 const sb = useSandbox();
 const rtRoot = (): string => join(sb.root, 'run');
@@ -330,11 +331,21 @@ describe('process and identity (config.md "Process", "Hostname")', () => {
     expect(status.Umask2).toBe('0027');
   });
 
-  it('process.user non-root with the default rlimits still starts', async () => {
+  it.runIf(HAS_SYS_RESOURCE)('process.user non-root with the default rlimits still starts', async () => {
     const out = await runIn('id -u', (s) => {
       s.process.user = { uid: 1000, gid: 1000 };
     });
     expect(out).toBe('1000\n');
+  });
+
+  // Without CAP_SYS_RESOURCE (this project's machines), prlimit(2) on another user's
+  // process is refused: the runtime must say so, not fail obscurely.
+  it.skipIf(HAS_SYS_RESOURCE)('process.user non-root with rlimits, where root lacks CAP_SYS_RESOURCE: a clear error, nothing left', async () => {
+    const b = makeBundle(join(sb.dir, 'nosysres'), { args: ['true'], edit: (s) => { s.process.user = { uid: 1000, gid: 1000 }; } });
+    const r = await rt(['run', '--bundle', b.dir, 'nosysres']);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toMatch(NO_SYS_RESOURCE_ERROR);
+    expect(runtimeIds(rtRoot())).toEqual([]);
   });
 
   it('process.cwd, args and env', async () => {

@@ -2,7 +2,9 @@
 // create any device node (CAP_MKNOD, as in Docker) but open only its default devices,
 // what --device adds, and everything under --privileged. The block device used is a
 // loop device on a file in the test's own dir, so reading it is harmless and its
-// contents are known; it is detached after each test.
+// contents are known; it is detached after each test. Nodes are made in the container's
+// /dev (its own tmpfs): a rootfs on a nodev mount, like the cgroup2 VM's /tmp, would make
+// every open fail with EACCES whatever the device cgroup says.
 //
 // On this hybrid host the rules live in the v1 devices cgroup; on a pure cgroup v2 host
 // (the VM of ../shared/tools/cgroup2-vm) in an eBPF program, and the same tests apply:
@@ -22,6 +24,8 @@ const devOf = (p: string): { major: number; minor: number } => {
 };
 
 const SLOW = Number(process.env.TSRUN_E2E_SLOW ?? 1);
+// util-linux's, by path: busybox's losetup (first in the cgroup2 VM's PATH) has no --show
+const LOSETUP = ['/usr/sbin/losetup', '/sbin/losetup'].find((p) => existsSync(p)) ?? 'losetup';
 const V1_DEVICES = existsSync('/sys/fs/cgroup/devices/devices.list');
 
 describe(`device access control (${V1_DEVICES ? 'v1 devices cgroup' : 'cgroup v2 eBPF filter'})`, () => {
@@ -29,7 +33,7 @@ describe(`device access control (${V1_DEVICES ? 'v1 devices cgroup' : 'cgroup v2
   let loops: string[] = [];
 
   afterEach(() => {
-    for (const l of loops) execFileSync('losetup', ['-d', l]);
+    for (const l of loops) execFileSync(LOSETUP, ['-d', l]);
     loops = [];
   });
 
@@ -37,7 +41,7 @@ describe(`device access control (${V1_DEVICES ? 'v1 devices cgroup' : 'cgroup v2
   function loopDevice(): { path: string; major: number; minor: number } {
     const file = join(sb.dir, 'disk.img');
     writeFileSync(file, Buffer.concat([Buffer.from('Q'), Buffer.alloc(4095)]));
-    const path = execFileSync('losetup', ['-f', '--show', '-r', file], { encoding: 'utf8' }).trim();
+    const path = execFileSync(LOSETUP, ['-f', '--show', '-r', file], { encoding: 'utf8' }).trim();
     loops.push(path);
     return { path, ...devOf(path) };
   }
@@ -45,9 +49,9 @@ describe(`device access control (${V1_DEVICES ? 'v1 devices cgroup' : 'cgroup v2
   it('default container: mknod of a block device works, opening it is EPERM; the default devices work', async () => {
     const loop = loopDevice();
     const r = await sb.run(['sh', '-c', [
-      `mknod /tmp/disk b ${loop.major} ${loop.minor} && echo made`,
-      'head -c1 /tmp/disk; echo "open=$?"',
-      'mknod /tmp/sda b 8 0 && head -c1 /tmp/sda; echo "sda=$?"',
+      `mknod /dev/disk b ${loop.major} ${loop.minor} && echo made`,
+      'head -c1 /dev/disk; echo "open=$?"',
+      'mknod /dev/sda b 8 0 && head -c1 /dev/sda; echo "sda=$?"',
       'echo x > /dev/null && echo null-ok',
       'head -c3 /dev/zero | wc -c; head -c2 /dev/urandom | wc -c; head -c2 /dev/random | wc -c',
       'echo x 2>/dev/null > /dev/full || echo full-refused-write',
@@ -64,7 +68,7 @@ describe(`device access control (${V1_DEVICES ? 'v1 devices cgroup' : 'cgroup v2
 
   it('the cgroup refuses the open even with every capability and no seccomp; --privileged allows it', async () => {
     const loop = loopDevice();
-    const cmd = ['sh', '-c', `rm -f /tmp/disk; mknod /tmp/disk b ${loop.major} ${loop.minor} && head -c1 /tmp/disk`];
+    const cmd = ['sh', '-c', `rm -f /dev/disk; mknod /dev/disk b ${loop.major} ${loop.minor} && head -c1 /dev/disk`];
     const caps = await sb.run(cmd, ['--cap-add', 'ALL', '--security-opt', 'seccomp=unconfined']);
     expect(caps.exitCode).toBe(1);
     expect(caps.stderr).toMatch(/Operation not permitted/);
@@ -87,7 +91,7 @@ describe(`device access control (${V1_DEVICES ? 'v1 devices cgroup' : 'cgroup v2
     expect(readOnly.stdout).toBe('read-ok\n');
     expect(readOnly.stderr).toMatch(/Operation not permitted/);
 
-    const without = await sb.run(['sh', '-c', `test -e ${lc} && echo present; mknod /tmp/lc c ${major} ${minor} && (: < /tmp/lc) && echo opened; exit 0`]);
+    const without = await sb.run(['sh', '-c', `test -e ${lc} && echo present; mknod /dev/lc2 c ${major} ${minor} && (: < /dev/lc2) && echo opened; exit 0`]);
     expectExit(without, 0);
     expect(without.stdout).toBe('');
     expect(without.stderr).toMatch(/Operation not permitted/);

@@ -21,9 +21,20 @@ const common = {
 // Code caches of the previous build would only be rejected; drop them (bin/load-bundle.cjs).
 for (const f of fs.readdirSync('dist', { withFileTypes: true })) if (f.name.endsWith('.v8cache')) fs.rmSync(`dist/${f.name}`);
 
+// Each bundle is written next to its place and renamed over it, so a tsrun that
+// starts during a build reads the old bundle or the new one, never half of one.
+async function bundle(entry, outfile) {
+  const r = await build({ ...common, entryPoints: [entry], outfile, write: false });
+  for (const f of r.outputFiles) {
+    const tmp = `${f.path}.tmp-${process.pid}`;
+    fs.writeFileSync(tmp, f.contents);
+    fs.renameSync(tmp, f.path);
+  }
+}
+
 await Promise.all([
-  build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/tsrun.cjs' }),
-  build({ ...common, entryPoints: ['src/runtime/setup-worker.ts'], outfile: 'dist/setup-worker.cjs' }),
+  bundle('src/cli/main.ts', 'dist/tsrun.cjs'),
+  bundle('src/runtime/setup-worker.ts', 'dist/setup-worker.cjs'),
   // The OCI runtime face gets its own small bundle: no image or engine code on its path.
-  build({ ...common, entryPoints: ['src/cli/runtime-main.ts'], outfile: 'dist/tsrun-runtime.cjs' }),
+  bundle('src/cli/runtime-main.ts', 'dist/tsrun-runtime.cjs'),
 ]);

@@ -7,6 +7,7 @@ import { parseTraceMode, tracer } from '../trace/tracer.js';
 import { normalizeArgv } from './argv.js';
 import { registerRun } from './run.js';
 import { prewarmSetupWorker } from '../runtime/launcher.js';
+import { LinuxKernel } from '../linux/libc.js';
 import { registerSpec } from './spec.js';
 import { registerExplain } from './explain.js';
 import { registerCgroupVerbs } from './cgroup-verbs.js';
@@ -68,7 +69,7 @@ export function buildProgram(): Command {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('run')) prewarmSetupWorker();
+  if (process.argv.includes('run')) prewarmSetupWorker(new LinuxKernel());
   const program = buildProgram();
   try {
     await program.parseAsync(normalizeArgv(process.argv));

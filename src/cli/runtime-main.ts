@@ -373,7 +373,7 @@ function cmdline(pid: number): string {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('create') || process.argv.includes('run')) prewarmSetupWorker();
+  if (process.argv.includes('create') || process.argv.includes('run')) prewarmSetupWorker(k);
   const program = build();
   program.exitOverride((err) => {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(0);

@@ -49,8 +49,14 @@ let prewarmed: Worker | undefined;
  * overlaps with argument parsing and spec building on the main thread. It waits for
  * its plan by message. unref(): a command that fails early still exits at once.
  */
-export function prewarmSetupWorker(): void {
-  prewarmed ??= new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
+export function prewarmSetupWorker(k: Kernel): void {
+  if (prewarmed) return;
+  // Load koffi on this thread *before* the worker loads it too: two threads
+  // registering the addon at the same moment crashed Node now and then
+  // ("FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw", seen under 50
+  // parallel starts). The main thread needs it anyway.
+  k.gettid();
+  prewarmed = new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
   prewarmed.unref();
 }
 

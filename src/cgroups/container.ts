@@ -43,7 +43,9 @@ export class ContainerCgroup {
   create(): void {
     const layout = detectCgroups();
     if (layout.mode === 'none') {
-      if (this.spec.linux?.resources && Object.keys(this.spec.linux.resources).length) {
+      // Device rules alone are no reason to refuse: every `tsrun run` spec carries them,
+      // and without a cgroup filesystem nothing can enforce them (nor anything else).
+      if (this.spec.linux?.resources && Object.keys(this.spec.linux.resources).some((key) => key !== 'devices')) {
         throw new TsrunError('CGROUP', 'linux.resources asks for limits, but this host has no cgroup filesystem mounted', { hint: 'mount cgroup2 at /sys/fs/cgroup' });
       }
       return;

@@ -46,6 +46,9 @@ export function defaultSpec(): Spec {
     mounts: defaultMounts(),
     linux: {
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }],
+      // runc's template denies every device; the runtime still allows the ones every
+      // container needs (src/cgroups/devices/rules.ts).
+      resources: { devices: [{ allow: false, access: 'rwm' }] },
       maskedPaths: [...DEFAULT_MASKED_PATHS],
       readonlyPaths: [...DEFAULT_READONLY_PATHS],
     },

@@ -2,8 +2,9 @@
 // wait, restart, pause, unpause, top, inspect, attach, cp, rename, container prune.
 // Detached containers live under the shared monitor (src/engine/monitor); foreground
 // ones in the `tsrun run` process. Both leave a record (src/engine/containers.ts).
+import { processesInPidns } from '../runtime/proc-scan.js';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { TsrunError } from '../errors.js';
 import { LinuxKernel } from '../linux/libc.js';
@@ -799,7 +800,8 @@ export function registerLifecycle(program: Command): void {
       const c = ctxOf(cmd);
       const { r, o } = stateOf(c, ref);
       if (o.status !== 'running' && o.status !== 'paused') throw new TsrunError('STATE', `container ${r.id.slice(0, 12)} is not running`);
-      const pids = processesInPidns(o.pid);
+      const found = processesInPidns(o.pid);
+      const pids = found.length ? found : [o.pid];
       process.stdout.write(execFileSync('ps', [...(psOpts.length ? psOpts : ['-f']), '-p', pids.join(',')], { encoding: 'utf8' }));
     });
 
@@ -870,22 +872,3 @@ export function registerLifecycle(program: Command): void {
     });
 }
 
-/** All processes in the PID namespace of `pid`. */
-function processesInPidns(pid: number): number[] {
-  let ns: string;
-  try {
-    ns = readlinkSync(`/proc/${pid}/ns/pid`);
-  } catch {
-    return [pid];
-  }
-  const out: number[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (readlinkSync(`/proc/${e}/ns/pid`) === ns) out.push(Number(e));
-    } catch {
-      /* gone */
-    }
-  }
-  return out.length ? out : [pid];
-}

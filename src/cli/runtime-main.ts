@@ -1,7 +1,7 @@
 // tsrun-runtime: the OCI runtime face of tsrun, speaking runc's command line so that
 // Podman (through conmon), containerd and CRI-O can drive it. Same runtime core as
 // `tsrun run`; this file only parses, prints and picks exit codes (1 on error, as runc).
-import { appendFileSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { CAPABILITIES } from '../security/capabilities.js';
 import type { Resources } from '../cgroups/types.js';
 import { resolve } from 'node:path';
@@ -9,6 +9,7 @@ import { Command } from 'commander';
 import { TsrunError } from '../errors.js';
 import { LinuxKernel } from '../linux/libc.js';
 import { prewarmSetupWorker } from '../runtime/launcher.js';
+import { processesInPidns } from '../runtime/proc-scan.js';
 import {
   containerCgroup, createContainer, deleteContainer, execInContainer, killContainer, pauseContainer, listContainers, loadRecord, ociState, startContainer, statusOf,
 } from '../runtime/lifecycle.js';
@@ -223,8 +224,7 @@ function build(): Command {
     .action((id: string, o: { format: string }) => {
       const r = loadRecord(paths(), id);
       if (statusOf(paths(), r) === 'stopped') throw new TsrunError('STATE', `container "${id}" is not running`);
-      const ns = readlinkNs(r.pid);
-      const pids = allPids().filter((p) => readlinkNs(p) === ns);
+      const pids = processesInPidns(r.pid);
       if (o.format === 'json') process.stdout.write(JSON.stringify(pids) + '\n');
       else {
         process.stdout.write('PID   CMD\n');
@@ -354,16 +354,6 @@ function build(): Command {
   return program;
 }
 
-function readlinkNs(pid: number): string | null {
-  try {
-    return readlinkSync(`/proc/${pid}/ns/pid`);
-  } catch {
-    return null;
-  }
-}
-function allPids(): number[] {
-  return readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number);
-}
 function cmdline(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();

@@ -5,7 +5,7 @@
 //   created  = the process is alive and the gate (exec.fifo) is still there
 //   running  = the process is alive and the gate is gone
 //   stopped  = the process is gone (or a zombie)
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kernel, SpawnStdio } from '../linux/kernel.js';
 import { TsrunError, wrap } from '../errors.js';
@@ -19,7 +19,7 @@ import { cgroupManager, removeStaleCgroup } from '../cgroups/manager.js';
 import type { CgroupManager } from '../cgroups/types.js';
 import { killQuietly, launch, openGate } from './launcher.js';
 import { GATE_NAME } from './protocol.js';
-import { procStartTime } from './proc-scan.js';
+import { processesInPidns, procStartTime } from './proc-scan.js';
 import { attachTty, drainTty, requireRoot, waitExit } from './run.js';
 import { type Paths, containersDir, createStateDir, stateDir, writeJson } from './state.js';
 
@@ -201,25 +201,6 @@ export function startContainer(k: Kernel, p: Paths, id: string): void {
   runHooks(r.spec, 'poststart', ociState(p, r, 'running'));
 }
 
-/** All processes in the container's PID namespace (for kill --all). */
-function processesInPidns(pid: number): number[] {
-  let ns: string;
-  try {
-    ns = readlinkSync(`/proc/${pid}/ns/pid`);
-  } catch {
-    return [];
-  }
-  const out: number[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (readlinkSync(`/proc/${e}/ns/pid`) === ns) out.push(Number(e));
-    } catch {
-      /* gone or not ours */
-    }
-  }
-  return out;
-}
 
 export function pauseContainer(k: Kernel, p: Paths, id: string, pause: boolean): void {
   const r = loadRecord(p, id);

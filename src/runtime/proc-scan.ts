@@ -49,3 +49,24 @@ export function processesWithCwd(dir: string): number[] {
   }
   return out;
 }
+
+/** Every process in the PID namespace of `pid` (host pids), for kill --all, ps and top. Empty when `pid` is gone. */
+export function processesInPidns(pid: number): number[] {
+  let ns: string;
+  try {
+    ns = readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    const c = e.charCodeAt(0);
+    if (c < 48 || c > 57) continue;
+    try {
+      if (readlinkSync(`/proc/${e}/ns/pid`) === ns) out.push(Number(e));
+    } catch {
+      /* gone, or not ours to read */
+    }
+  }
+  return out;
+}

@@ -151,6 +151,10 @@ function infoText(i: HostInfo): string {
     ...Object.entries(i.cgroup.use).map(([c, v]) => `  ${c.padEnd(8)} ${v ?? 'unavailable'}`),
     'Kernel features:',
     ...Object.entries(i.features).map(([f, v]) => `  ${f.padEnd(18)} ${v.available ? 'yes' : 'no '}  (${v.how})`),
+    'Security:',
+    '  capabilities, seccomp (BPF built by tsrun), no_new_privs, masked and read-only paths, device cgroup or eBPF device program',
+    '  AppArmor, SELinux: out of scope (no profiles or labels are applied; apparmor= and label= options are refused)',
+    '  user namespaces: not supported (root in a container is root on the host, as in Docker\'s default mode)',
   ];
   return lines.join('\n') + '\n';
 }

@@ -8,6 +8,7 @@
 //   finish()   after the exit: read OOM kills, kill what is left, remove the cgroup.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { TsrunError } from '../errors.js';
 import type { Kernel } from '../linux/kernel.js';
 import { tracer } from '../trace/tracer.js';
@@ -123,7 +124,7 @@ export class ContainerCgroup {
     this.holder = null;
   }
 
-  attach(pid: number): void {
+  attach(pid: number, setupTid?: number): void {
     // The setup thread has joined the holder's namespace by now; the holder may go.
     this.dropHolder();
     if (!this.m) return;
@@ -133,6 +134,14 @@ export class ContainerCgroup {
     // inherited that. Moving it again would cost one RCU grace period per hierarchy
     // (about 8 ms here) for nothing; check instead, and move only what is elsewhere.
     if (!this.joinedByThread || !this.contains(pid)) this.m.addProcess(pid);
+    // The setup thread is a task in those v1 cgroups until Node has torn the worker
+    // down, which can be after the command has started: under a pids limit it would
+    // take one of the container's pids. It leaves the pids cgroup for its parent (one
+    // that tsrun made) before the gate opens. No other controller counts tasks.
+    if (this.joinedByThread && setupTid && (res.pids?.limit ?? 0) > 0) {
+      const tasks = this.m.threadFiles().find((f) => f.includes('/pids/'));
+      if (tasks) this.k.writeFile(join(dirname(dirname(tasks)), 'tasks'), String(setupTid), 'the setup thread leaves the container\'s pids cgroup, so every one of its pids is the container\'s');
+    }
     tracer.step('step', 'cgroup-attach', `pid ${pid}`, 'limits written, and the gated process is in the cgroup before it execs');
   }
 

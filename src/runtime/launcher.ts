@@ -20,6 +20,8 @@ import { findNewChildren, procStartTime } from './proc-scan.js';
 export interface Launched {
   pid: number;
   ptyMaster: number | null;
+  /** the setup thread, still alive (inside posix_spawn) while the child waits at the gate */
+  setupTid: number;
   /** resolves once the child has called execve (or rejects with why it could not) */
   started: Promise<void>;
 }
@@ -125,7 +127,7 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
     killQuietly(k, pid);
     throw wrap('preparing the container process', e);
   }
-  return { pid, ptyMaster: msg.ptyMaster, started };
+  return { pid, ptyMaster: msg.ptyMaster, setupTid: msg.setupTid, started };
 }
 
 /**

@@ -151,7 +151,7 @@ export async function createContainer(k: Kernel, req: CreateRequest): Promise<nu
       new Set(),
     );
     pid = launched.pid;
-    cgroup.attach(pid);
+    cgroup.attach(pid, launched.setupTid);
     if (launched.ptyMaster !== null) {
       k.sendFd(req.consoleSocket!, launched.ptyMaster);
       k.close(launched.ptyMaster);

@@ -30,7 +30,8 @@ export interface SetupPlan {
 
 export type WorkerMessage =
   /** sent just before posix_spawn: the child appears and blocks at the gate */
-  | { t: 'spawning'; deferred: MountSpec[]; ptyMaster: number | null }
+  /** setupTid: the setup thread's own task id (it may sit in the container's v1 cgroups) */
+  | { t: 'spawning'; deferred: MountSpec[]; ptyMaster: number | null; setupTid: number }
   | { t: 'spawned'; pid: number }
   | { t: 'error'; error: SerializedError };
 

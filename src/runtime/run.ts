@@ -107,7 +107,7 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
       cgroup.ownChildren(), // cgroups (issue 4): the v2 namespace holder is no container process
     );
     pid = launched.pid;
-    cgroup.attach(pid); // cgroups (issue 4): limits, then the gated child, before execve
+    cgroup.attach(pid, launched.setupTid); // cgroups (issue 4): limits, then the gated child, before execve
     network?.attach(pid); // networking (issue 7): veth, address, routes, rules, before execve
     writeJson(join(dir, 'state.json'), { ...state, status: 'created', pid, pidStart: procStartTime(pid) });
     const exit = waitExit(k, pid);

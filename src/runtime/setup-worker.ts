@@ -111,7 +111,7 @@ function run(plan: SetupPlan): void {
   // so we stand in the state dir for the moment of the spawn. Its next file action is
   // chdir(process.cwd), inside the container, before execve.
   k.fchdir(stateFd, 'stand in the state dir so the child can open the gate by name; it chdir()s into the container before execve');
-  post({ t: 'spawning', deferred: deferred ?? [], ptyMaster });
+  post({ t: 'spawning', deferred: deferred ?? [], ptyMaster, setupTid: k.gettid() });
   let pid: number;
   try {
     pid = k.spawn({

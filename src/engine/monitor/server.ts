@@ -442,7 +442,7 @@ export class Monitor {
         out.on('error', () => {}); // EIO once every holder of the slave is gone
         pipes.push(out);
       }
-      cgroup.attach(pid);
+      cgroup.attach(pid, launched.setupTid);
       network?.attach(pid);
       const pidStart = procStartTime(pid) ?? 0;
       writeRuntimeState(this.paths, { ...base, status: 'created', pid, pidStart });

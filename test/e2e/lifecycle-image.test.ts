@@ -50,9 +50,8 @@ describe('lifecycle with an image', () => {
       // cp works out of a running image container (its overlay, seen through its mount namespace)
       expectExit(await sb.tsrun(['cp', 'img:/tmp/ok', join(sb.dir, 'ok')]), 0);
       expect(existsSync(join(sb.dir, 'ok'))).toBe(true);
-      const t0 = Date.now();
       expectExit(await sb.tsrun(['stop', 'img']), 0);
-      expect(Date.now() - t0).toBeLessThan(8000); // the trap ran: not the 10 s SIGKILL path
+      // The image's StopSignal reached the trap: its exit code, not SIGKILL's 137.
       expect((await sb.tsrun(['inspect', '-f', '{{.State.ExitCode}}', 'img'])).stdout).toBe('42\n');
       expect((await sb.tsrun(['logs', 'img'])).stdout).toBe('got-stop-signal\n');
       expect(mountsUnder(sb.root)).toEqual([]);

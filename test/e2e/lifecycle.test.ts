@@ -251,9 +251,8 @@ describe('lifecycle', () => {
     expect(await states('ini')).not.toMatch(/ Z/);
     expect(await states('noini')).toMatch(/\(sleep\) Z/); // the control: without init the zombie stays
     expect((await ts(['exec', 'ini', 'cat', '/proc/1/cmdline'])).stdout.split('\0')[0]).toBe('/sbin/docker-init');
-    const t0 = Date.now();
     expectExit(await ts(['stop', '-t', '10', 'ini']), 0);
-    expect(Date.now() - t0).toBeLessThan(8000); // not the 10 s SIGKILL path
+    // tini forwarded SIGTERM and the command died of it (128+15), not the SIGKILL path (137)
     expect(await inspect('ini', '{{.State.ExitCode}}')).toBe('143');
     expectExit(await ts(['rm', '-f', 'ini', 'noini']), 0);
   });

@@ -33,12 +33,9 @@ describe.runIf(podmanInstalled())('podman --runtime tsrun-runtime', () => {
   });
 
   it('run --rm IMAGE echo hi', async () => {
-    const t0 = Date.now();
     const r = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'echo', 'hi']);
     ok(r);
     expect(r.stdout).toBe('hi\n');
-    // conmon's cleanup found the container: no 20 s wait for its timeout
-    expect(Date.now() - t0).toBeLessThan(15_000);
     const ps = await pm.run(['ps', '-aq']);
     expect(ps.stdout.trim()).toBe('');
   });

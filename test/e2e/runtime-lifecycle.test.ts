@@ -404,12 +404,9 @@ describe('tsrun-runtime hooks (config.md POSIX-platform Hooks)', () => {
     const b = bundle(['true'], (s) => {
       s.hooks = { createRuntime: [{ path: h, timeout: 1 }] };
     });
-    const t0 = Date.now();
     const r = await rt(['create', '--bundle', b.dir, 'ht']);
-    const took = Date.now() - t0;
-    failed(r, /createRuntime/);
-    expect(took).toBeLessThan(8000);
-    expect(took).toBeGreaterThanOrEqual(900);
+    // killed for its timeout, not waited out (the runner's own timeout would fail first)
+    failed(r, /createRuntime hook .* killed by SIGTERM \(timeout 1s\)/);
     expect(runtimeIds(rtRoot(sb))).not.toContain('ht');
   });
 
@@ -505,10 +502,9 @@ describe('tsrun-runtime exec', () => {
     const b = await running('exd');
     try {
       const pidFile = join(sb.dir, 'exec.pid');
-      const t0 = Date.now();
       const r = await rt(['exec', '--detach', '--pid-file', pidFile, 'exd', 'sh', '-c', 'echo $$ > /out/execpid; sleep 30']);
       ok(r);
-      expect(Date.now() - t0).toBeLessThan(15_000);
+      // returned while the exec'd process still runs (it sleeps 30 s): checked below
       const text = readFileSync(pidFile, 'utf8');
       expect(text).toMatch(/^\d+$/);
       const pid = Number(text);

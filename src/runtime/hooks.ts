@@ -42,8 +42,9 @@ function runEach(name: HookName, hooks: HookSpec[], state: object): void {
     });
     // A hook need not read the state it is given: EPIPE on its stdin is not a failure,
     // its exit status is what counts.
-    const writeError = r.error && (r.error as NodeJS.ErrnoException).code === 'EPIPE' ? undefined : r.error;
-    const failed = writeError ? writeError.message : r.status !== 0 ? (r.signal ? `killed by ${r.signal}${h.timeout ? ` (timeout ${h.timeout}s)` : ''}` : `exit status ${r.status}`) : null;
+    const code = (r.error as NodeJS.ErrnoException | undefined)?.code;
+    const writeError = code === 'EPIPE' ? undefined : r.error;
+    const failed = code === 'ETIMEDOUT' ? `killed after its timeout of ${h.timeout}s` : writeError ? writeError.message : r.status !== 0 ? (r.signal ? `killed by ${r.signal}${h.timeout ? ` (timeout ${h.timeout}s)` : ''}` : `exit status ${r.status}`) : null;
     tracer.step('step', `hook ${name}`, h.path, `run the ${name} hook with the container state on stdin`, t0, failed ?? 'ok');
     if (failed) {
       const err = new TsrunError('CONTAINER_SETUP', `${name} hook ${h.path} failed: ${failed}`);

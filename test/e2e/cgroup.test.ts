@@ -104,11 +104,14 @@ describe('cgroups', () => {
     for (const h of hierarchies()) expect(existsSync(join(h, s.cgroupsPath)), h).toBe(false);
   }, T(60_000));
 
-  it('a process allocating twice its --memory is OOM-killed: exit 137 and the reason on stderr', async () => {
-    const r = await sb.run(['sh', '-c', 'x=$(head -c 67108864 /dev/zero | tr "\\0" a); echo survived ${#x}'], ['--memory', '32m', '--memory-swap', '32m'], opts());
+  it('a process allocating twice its --memory is OOM-killed: exit 137, the reason on stderr, and inspect shows OOMKilled', async () => {
+    const r = await sb.run(['sh', '-c', 'x=$(head -c 67108864 /dev/zero | tr "\\0" a); echo survived ${#x}'], ['--name', 'oom', '--memory', '32m', '--memory-swap', '32m'], opts());
     expectExit(r, 137);
     expect(r.stdout).not.toMatch(/survived/);
     expect(r.stderr).toMatch(/the container was killed because it exceeded its memory limit/);
+    const i = await sb.tsrun(['inspect', '-f', '{{.State.OOMKilled}} {{.State.ExitCode}}', 'oom'], opts());
+    expect(i.stdout.trim()).toBe('true 137');
+    expectExit(await sb.tsrun(['rm', 'oom'], opts()), 0);
   }, T(60_000));
 
   it('the same allocation survives without a limit (the OOM test can fail)', async () => {

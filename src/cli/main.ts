@@ -6,7 +6,7 @@ import { TsrunError } from '../errors.js';
 import { parseTraceMode, tracer } from '../trace/tracer.js';
 import { normalizeArgv } from './argv.js';
 import { registerRun } from './run.js';
-import { prewarmSetupWorker } from '../runtime/launcher.js';
+import { prewarmSetupWorker, retireUnusedWorker } from '../runtime/launcher.js';
 import { LinuxKernel } from '../linux/libc.js';
 import { registerSpec } from './spec.js';
 import { registerExplain } from './explain.js';
@@ -69,12 +69,17 @@ export function buildProgram(): Command {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('run')) prewarmSetupWorker(new LinuxKernel());
+  // Only a foreground run launches here; a detached one (-d, or -d among short flags)
+  // is launched by the monitor, so a worker started now would never be used.
+  const detached = process.argv.some((a) => a === '--detach' || /^-[A-Za-z]*d[A-Za-z]*$/.test(a));
+  if (process.argv.includes('run') && !detached) prewarmSetupWorker(new LinuxKernel());
   const program = buildProgram();
   try {
     await program.parseAsync(normalizeArgv(process.argv));
   } catch (e) {
     process.exitCode = printError(e, program.opts<GlobalOptions>().debug);
+  } finally {
+    await retireUnusedWorker();
   }
 }
 

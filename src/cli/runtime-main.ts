@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { TsrunError } from '../errors.js';
 import { LinuxKernel } from '../linux/libc.js';
-import { prewarmSetupWorker } from '../runtime/launcher.js';
+import { prewarmSetupWorker, retireUnusedWorker } from '../runtime/launcher.js';
 import { processesInPidns } from '../runtime/proc-scan.js';
 import {
   containerCgroup, createContainer, deleteContainer, execInContainer, killContainer, pauseContainer, listContainers, loadRecord, ociState, startContainer, statusOf,
@@ -373,6 +373,8 @@ async function main(): Promise<void> {
     await program.parseAsync(process.argv);
   } catch (e) {
     process.exitCode = report(e);
+  } finally {
+    await retireUnusedWorker();
   }
 }
 

@@ -58,8 +58,33 @@ export function prewarmSetupWorker(k: Kernel): void {
   // ("FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw", seen under 50
   // parallel starts). The main thread needs it anyway.
   k.gettid();
-  prewarmed = new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
-  prewarmed.unref();
+  const w = new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
+  prewarmedReady = new Promise((resolve) => {
+    const onMessage = (m: WorkerMessage): void => {
+      if (m.t === 'ready') resolve();
+    };
+    w.on('message', onMessage);
+    w.once('exit', () => resolve());
+    w.once('error', () => resolve());
+  });
+  w.unref();
+  prewarmed = w;
+}
+
+let prewarmedReady: Promise<void> = Promise.resolve();
+
+/**
+ * Ends a pre-started worker that was never used (the command failed early). Node's exit
+ * would stop it wherever it is, and stopped inside koffi's addon initialisation it
+ * aborts the whole process (FATAL ERROR ... napi_throw); so wait until it is past that
+ * (it says "ready"), then terminate it.
+ */
+export async function retireUnusedWorker(): Promise<void> {
+  const w = prewarmed;
+  if (!w) return;
+  prewarmed = undefined;
+  await Promise.race([prewarmedReady, new Promise((r) => setTimeout(r, 5000).unref())]);
+  await w.terminate();
 }
 
 export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Promise<Launched> {
@@ -77,6 +102,7 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
   started.catch(() => {});
   const spawning = new Promise<Extract<WorkerMessage, { t: 'spawning' }>>((resolve, reject) => {
     worker.on('message', (m: WorkerMessage) => {
+      if (m.t === 'ready') return;
       if (m.t === 'spawning') resolve(m);
       else if (m.t === 'spawned') onSpawned();
       else {

@@ -32,6 +32,8 @@ export type WorkerMessage =
   /** sent just before posix_spawn: the child appears and blocks at the gate */
   /** setupTid: the setup thread's own task id (it may sit in the container's v1 cgroups) */
   | { t: 'spawning'; deferred: MountSpec[]; ptyMaster: number | null; setupTid: number }
+  /** a pre-started worker has loaded koffi and waits for its plan */
+  | { t: 'ready' }
   | { t: 'spawned'; pid: number }
   | { t: 'error'; error: SerializedError };
 

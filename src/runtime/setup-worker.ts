@@ -140,4 +140,7 @@ function start(plan: SetupPlan): void {
 }
 
 if (workerData) start(workerData as SetupPlan);
-else parentPort!.once('message', start);
+else {
+  parentPort!.once('message', start);
+  post({ t: 'ready' });
+}

@@ -398,8 +398,10 @@ async function stopOne(c: Ctx, ref: string, timeout: number | undefined, signal:
   const { r, o } = stateOf(c, ref);
   const sig = parseSignal(signal ?? r.stopSignal);
   const t = timeout ?? r.stopTimeout;
-  if (!r.foreground && o.watcherAlive && o.status !== 'exited') {
-    // restarting, or being (re)started right now: the monitor settles it, then stops it
+  if (!r.foreground && o.watcherAlive) {
+    // Only the monitor knows whether a restart is pending (the process may have just
+    // exited, with its restart not yet recorded): it cancels that, settles a start in
+    // flight, then stops what runs. Judging by the observed status here raced with it.
     await callMonitor(c.paths, { op: 'stop', id: r.id, timeout: t, signal: sig }, { start: true, rootFlag: c.rootFlag });
     return;
   }

@@ -19,6 +19,7 @@ import { defaultSpec } from '../spec/defaults.js';
 import { validateSpec } from '../spec/validate.js';
 import { tracer, parseTraceMode } from '../trace/tracer.js';
 import { parseSignal } from './signals.js';
+import { normalizeArgv } from './argv.js';
 
 interface Globals {
   root: string;
@@ -370,7 +371,7 @@ async function main(): Promise<void> {
     process.exit(1);
   });
   try {
-    await program.parseAsync(process.argv);
+    await program.parseAsync(normalizeArgv(process.argv));
   } catch (e) {
     process.exitCode = report(e);
   } finally {

@@ -546,6 +546,14 @@ describe('tsrun-runtime list, ps, spec, features, run', () => {
     expect(runtimeIds(rtRoot(sb))).not.toContain('fg');
   });
 
+  it('--trace narrates the runtime verbs too: a bare --trace before the verb is not taken as its mode', async () => {
+    const b = bundle(['true']);
+    const r = await rt(['--trace', 'run', '--bundle', b.dir, 'tr']);
+    ok(r);
+    expect(r.stderr).toMatch(/^setup +syscall +pivot_root\("\.", "\."\) = 0 .*# /m);
+    expect(r.stderr).toMatch(/^main +syscall +open\(".*exec\.fifo", O_WRONLY/m);
+  });
+
   it('features lists the hooks and namespaces; --systemd-cgroup fails clearly here (no systemd)', async () => {
     const f = await rt(['features']);
     ok(f);

@@ -19,11 +19,6 @@ import type { CgroupManager, Resources } from './types.js';
 
 export const OOM_MESSAGE = 'the container was killed because it exceeded its memory limit';
 
-/**
- * What the last foreground run learnt that the CLI reports (only the CLI prints).
- * One container per tsrun process runs in the foreground, so one record suffices.
- */
-export const runOutcome = { oomKilled: false };
 
 export class ContainerCgroup {
   readonly path: string;

@@ -6,7 +6,6 @@ import { release, totalmem } from 'node:os';
 import type { Command } from 'commander';
 import { TsrunError } from '../errors.js';
 import { LinuxKernel } from '../linux/libc.js';
-import { OOM_MESSAGE, runOutcome } from '../cgroups/container.js';
 import { detectCgroups, type CgroupLayout } from '../cgroups/detect.js';
 import { RESOURCE_OPTIONS, resourcesFromFlags, type ResourceFlags } from '../cgroups/flags.js';
 import { cgroupManager } from '../cgroups/manager.js';
@@ -25,17 +24,11 @@ export function addResourceOptions(cmd: Command): Command {
   return cmd;
 }
 
-/**
- * Registers info, stats and update, and gives `run` its resource flags and the OOM
- * notice (the runtime records the OOM kill; only the CLI prints).
- */
+/** Registers info, stats and update, and gives `run` its resource flags. */
 export function registerCgroupVerbs(program: Command): void {
   const run = program.commands.find((c) => c.name() === 'run');
   if (run) {
     addResourceOptions(run);
-    run.hook('postAction', () => {
-      if (runOutcome.oomKilled) process.stderr.write(`tsrun: ${OOM_MESSAGE}\n`);
-    });
   }
 
   program

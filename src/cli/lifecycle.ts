@@ -10,9 +10,9 @@ import { TsrunError } from '../errors.js';
 import { LinuxKernel } from '../linux/libc.js';
 import type { Kernel } from '../linux/kernel.js';
 import type { OverlayLayers } from '../overlay/mount.js';
-import { runOutcome } from '../cgroups/container.js';
+import { OOM_MESSAGE } from '../cgroups/container.js';
 import { removeStaleCgroup } from '../cgroups/manager.js';
-import { attachTty, drainTty, requireRoot, runForeground } from '../runtime/run.js';
+import { type RunResult, attachTty, drainTty, requireRoot, runForeground } from '../runtime/run.js';
 import { type Paths, collectGarbage, resolvePaths } from '../runtime/state.js';
 import { ImageStore } from '../image/store.js';
 import type { Spec } from '../spec/types.js';
@@ -183,19 +183,20 @@ export async function runContainer(k: Kernel, req: RunContainerRequest): Promise
   updateState(req.paths, rec.id, (s) => {
     s.startedAt = new Date().toISOString();
   });
-  let code: number;
+  let result: RunResult;
   try {
-    code = await runForeground(k, { id: req.id, spec: req.spec, rootfs: req.rootfs, bundle: req.bundle, paths: req.paths, overlay: req.overlay, interactive: req.interactive });
+    result = await runForeground(k, { id: req.id, spec: req.spec, rootfs: req.rootfs, bundle: req.bundle, paths: req.paths, overlay: req.overlay, interactive: req.interactive });
   } catch (e) {
     const c = e instanceof TsrunError ? e.exitCode : 125;
-    finishForeground(req, c, (e as Error).message);
+    finishForeground(req, c, false, (e as Error).message);
     throw e;
   }
-  finishForeground(req, code);
-  return code;
+  finishForeground(req, result.code, result.oomKilled);
+  if (result.oomKilled) process.stderr.write(`tsrun: ${OOM_MESSAGE}\n`);
+  return result.code;
 }
 
-function finishForeground(req: RunContainerRequest, code: number, error?: string): void {
+function finishForeground(req: RunContainerRequest, code: number, oomKilled: boolean, error?: string): void {
   if (req.opts.rm) {
     removeRecord(req.paths, req.id);
     req.cleanup?.();
@@ -204,7 +205,7 @@ function finishForeground(req: RunContainerRequest, code: number, error?: string
   updateState(req.paths, req.id, (s) => {
     s.finishedAt = new Date().toISOString();
     s.exitCode = code;
-    s.oomKilled = runOutcome.oomKilled;
+    s.oomKilled = oomKilled;
     if (error) s.error = error;
   });
 }

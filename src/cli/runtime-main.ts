@@ -166,7 +166,7 @@ function build(): Command {
         startContainer(k, paths(), id);
         k.exitNow(0);
       }
-      process.exitCode = await runForeground(k, { id, spec, rootfs, bundle, paths: paths(), interactive: true, preserveFds: o.preserveFds });
+      process.exitCode = (await runForeground(k, { id, spec, rootfs, bundle, paths: paths(), interactive: true, preserveFds: o.preserveFds })).code;
     });
 
   program

@@ -15,7 +15,7 @@ import { killQuietly, launch, openGate } from './launcher.js';
 import { GATE_NAME } from './protocol.js';
 import { procStartTime } from './proc-scan.js';
 import { type Paths, collectGarbage, createStateDir, ownerNow, writeJson } from './state.js';
-import { ContainerCgroup, runOutcome } from '../cgroups/container.js';
+import { ContainerCgroup } from '../cgroups/container.js';
 import { attachmentFromSpec, type NetworkAttachment } from '../network/attach.js';
 
 export interface RunRequest {
@@ -70,7 +70,13 @@ export function waitExit(k: Kernel, pid: number): Promise<number> {
   });
 }
 
-export async function runForeground(k: Kernel, req: RunRequest): Promise<number> {
+/** How a foreground container ended: its exit status, and whether the OOM killer ended it (told by its cgroup, not by the status). */
+export interface RunResult {
+  code: number;
+  oomKilled: boolean;
+}
+
+export async function runForeground(k: Kernel, req: RunRequest): Promise<RunResult> {
   requireRoot();
   collectGarbage(k, req.paths);
   const spec = req.spec;
@@ -126,12 +132,7 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<number>
     const code = await exit;
     if (restoreTty) await drainTty();
     // cgroups (issue 4): an OOM kill is told by the cgroup, not by the exit status.
-    const oomKilled = cgroup.finish();
-    if (oomKilled) {
-      runOutcome.oomKilled = true;
-      writeJson(join(dir, 'state.json'), { ...state, status: 'stopped', pid, exitCode: code, OOMKilled: true });
-    }
-    return code;
+    return { code, oomKilled: cgroup.finish() };
   } catch (e) {
     if (pid !== undefined) killQuietly(k, pid);
     try {

@@ -32,13 +32,8 @@ export type NetworkMode =
   | { kind: 'container'; ref: string; pid: number; stateDir?: string }
   | { kind: 'bridge'; network: NetworkDef };
 
-export interface NetworkRequest {
-  mode: NetworkMode;
-  id: string;
-  root: string;
-  /** the container's runtime state dir: the files for /etc live there */
-  stateDir: string;
-  hostname: string;
+/** What the user asked of a container's network, beyond its mode (the run flags). */
+export interface NetworkOptions {
   name?: string;
   aliases: string[];
   publish: PortSpec[];
@@ -46,6 +41,15 @@ export interface NetworkRequest {
   dnsSearch: string[];
   dnsOption: string[];
   addHost: HostEntry[];
+}
+
+export interface NetworkRequest extends NetworkOptions {
+  mode: NetworkMode;
+  id: string;
+  root: string;
+  /** the container's runtime state dir: the files for /etc live there */
+  stateDir: string;
+  hostname: string;
 }
 
 export interface NetworkAttachment {
@@ -410,19 +414,12 @@ export function removeIdleBridges(only?: string[]): void {
  */
 export const NETWORK_ANNOTATION = 'io.tsrun.network';
 
-export interface NetworkConfig {
+export interface NetworkConfig extends NetworkOptions {
   mode: 'none' | 'host' | 'bridge' | 'container';
   /** bridge: the network's name in this root */
   network?: string;
   /** container: the id of the container whose netns is joined */
   target?: string;
-  name?: string;
-  aliases: string[];
-  publish: PortSpec[];
-  dns: string[];
-  dnsSearch: string[];
-  dnsOption: string[];
-  addHost: HostEntry[];
 }
 
 export function configOf(req: NetworkRequest, target?: string): NetworkConfig {

@@ -168,7 +168,9 @@ export function sweepEmptyCgroups(k: Kernel, minAgeMs = 60_000, layout: CgroupLa
     const m = cgroupManager(k, `${parent}/${name}`, layout);
     const ages = m.dirs().map((d) => {
       try {
-        return Date.now() - statSync(d).ctimeMs;
+        // ctimeMs carries sub-millisecond precision and Date.now() is truncated, so a
+        // directory made this millisecond reads as slightly in the future: clamp at 0.
+        return Math.max(0, Date.now() - statSync(d).ctimeMs);
       } catch {
         return Infinity;
       }

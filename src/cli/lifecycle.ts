@@ -4,7 +4,9 @@
 // ones in the `tsrun run` process. Both leave a record (src/engine/containers.ts).
 import { processesInPidns } from '../runtime/proc-scan.js';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { constants as FS, existsSync, openSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { TsrunError } from '../errors.js';
 import { LinuxKernel } from '../linux/libc.js';
@@ -13,7 +15,7 @@ import type { OverlayLayers } from '../overlay/mount.js';
 import { OOM_MESSAGE } from '../cgroups/container.js';
 import { removeStaleCgroup } from '../cgroups/manager.js';
 import { type RunResult, attachTty, drainTty, requireRoot, runForeground } from '../runtime/run.js';
-import { type Paths, collectGarbage, resolvePaths } from '../runtime/state.js';
+import { type Paths, collectGarbage, resolvePaths, stateDir } from '../runtime/state.js';
 import { ImageStore } from '../image/store.js';
 import type { Spec } from '../spec/types.js';
 import {
@@ -21,7 +23,8 @@ import {
   recordDir, removeRecord, renameRecord, repairIfOrphaned, resolveContainer, updateState,
 } from '../engine/containers.js';
 import { LogFollower, format, logPath, parseLogOpts, parseSince, readAll, select } from '../engine/logs.js';
-import { callMonitor } from '../engine/monitor/client.js';
+import { attachTerminal, callMonitor } from '../engine/monitor/client.js';
+import { DEFAULT_DETACH_KEYS, DetachScanner, parseDetachKeys } from '../engine/monitor/detach-keys.js';
 import { startExec } from '../engine/monitor/exec.js';
 import { copyPaths } from '../engine/monitor/copy.js';
 import { parseSignal } from './signals.js';
@@ -159,7 +162,7 @@ export async function runContainer(k: Kernel, req: RunContainerRequest): Promise
     id: req.id, name: o.name, created: new Date().toISOString(), image: img?.name ?? req.source,
     path: req.spec.process!.args[0]!, args: req.spec.process!.args.slice(1), spec: req.spec, rootfs: req.rootfs, bundle: req.bundle,
     ...(req.overlay ? { overlay: req.overlay } : {}),
-    foreground: !detach, stopSignal, stopTimeout: o.stopTimeout !== undefined ? Number(o.stopTimeout) : 10,
+    foreground: !detach, ...(detach && req.interactive ? { openStdin: true } : {}), stopSignal, stopTimeout: o.stopTimeout !== undefined ? Number(o.stopTimeout) : 10,
     ...(detach ? { healthcheck: healthFrom(o, img?.extras) } : {}),
     hostConfig: { autoRemove: !!o.rm, restartPolicy, logConfig, init: !!o.init },
     state: { restartCount: 0 },
@@ -442,6 +445,125 @@ async function attachOutput(c: Ctx, id: string, follower: LogFollower, startup?:
   return code;
 }
 
+interface AttachFlags {
+  stdin: boolean;
+  sigProxy: string | boolean;
+  detachKeys: string;
+}
+
+/** docker's sig-proxy set: every catchable signal but the ones about tsrun's own terminal and children. */
+const PROXIED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGALRM', 'SIGCONT', 'SIGTSTP'] as const;
+
+/**
+ * `attach` and `start -a`: a -t container's terminal through the monitor (a byte
+ * stream both ways); otherwise its output from the log, and stdin written straight into
+ * its stdin FIFO. `startup` starts it once the output is being watched, so nothing of
+ * its first output is missed. Returns the exit status to leave with.
+ */
+async function attachContainer(c: Ctx, id: string, f: AttachFlags, startup?: () => Promise<unknown>): Promise<number> {
+  const r = readRecord(c.paths, id);
+  const keys = parseDetachKeys(f.detachKeys);
+  const withStdin = f.stdin && r.openStdin === true;
+  if (f.stdin && !r.openStdin && startup) throw new TsrunError('USAGE', `container ${r.name} was not created with -i: it has no stdin to attach`);
+  if (r.spec.process?.terminal === true) return attachTerminalOf(c, id, withStdin, keys, startup);
+  const follower = new LogFollower(logPath(recordDir(c.paths, id), id));
+  await startup?.();
+  let input: net.Socket | undefined;
+  if (withStdin) {
+    let fd: number;
+    try {
+      // Non-blocking open: the container holds the reading end, so this succeeds at
+      // once; if it is gone, ENXIO says so instead of a hang.
+      fd = openSync(join(stateDir(c.paths, id), 'stdin.fifo'), FS.O_WRONLY | FS.O_NONBLOCK);
+    } catch (e) {
+      throw new TsrunError('STATE', `container ${r.name} has no open stdin: ${(e as Error).message}`, { hint: 'it may have exited' });
+    }
+    input = new net.Socket({ fd, readable: false, writable: true });
+    input.on('error', () => {}); // EPIPE once the container is gone
+    const sock = input;
+    // Our end closes at EOF; the container keeps its own, so it never reads EOF (docker's -i).
+    process.stdin.on('end', () => sock.end());
+    process.stdin.pipe(sock, { end: false });
+  }
+  const proxy = f.sigProxy !== false && f.sigProxy !== 'false';
+  const handlers: Array<[string, () => void]> = [];
+  if (proxy) {
+    for (const s of PROXIED) {
+      const h = (): void => {
+        void callMonitor(c.paths, { op: 'kill', id, signal: parseSignal(s) }, { start: true, rootFlag: c.rootFlag }).catch(() => {});
+      };
+      process.on(s, h);
+      handlers.push([s, h]);
+    }
+  }
+  try {
+    return await attachOutput(c, id, follower);
+  } finally {
+    for (const [s, h] of handlers) process.removeListener(s, h);
+    input?.destroy();
+  }
+}
+
+async function attachTerminalOf(c: Ctx, id: string, withStdin: boolean, keys: Buffer, startup?: () => Promise<unknown>): Promise<number> {
+  // Before the start: the monitor attaches us to the pty before the container's gate opens.
+  const sock = await attachTerminal(c.paths, id, c.rootFlag);
+  const resize = (): void => {
+    if (!process.stdout.isTTY) return;
+    void callMonitor(c.paths, { op: 'resize', id, rows: process.stdout.rows, cols: process.stdout.columns }, { start: false }).catch(() => {});
+  };
+  let detached = false;
+  const closed = new Promise<void>((res) => sock.on('close', () => res()));
+  sock.on('error', () => {});
+  sock.pipe(process.stdout, { end: false });
+  sock.resume();
+  try {
+    await startup?.();
+  } catch (e) {
+    sock.destroy();
+    throw e;
+  }
+  resize();
+  process.on('SIGWINCH', resize);
+  const stdin = process.stdin;
+  const raw = withStdin && stdin.isTTY;
+  if (raw) stdin.setRawMode(true);
+  const scanner = new DetachScanner(keys);
+  const onData = (chunk: Buffer): void => {
+    const { out, detached: d } = scanner.feed(chunk);
+    if (out.length) sock.write(out);
+    if (d) {
+      detached = true;
+      sock.destroy();
+    }
+  };
+  if (withStdin) {
+    stdin.on('data', onData);
+    stdin.resume();
+  }
+  try {
+    await closed;
+  } finally {
+    process.removeListener('SIGWINCH', resize);
+    if (raw) stdin.setRawMode(false);
+    stdin.removeListener('data', onData);
+    stdin.pause();
+  }
+  if (detached) {
+    // docker's words and status for a detach
+    process.stderr.write('read escape sequence\n');
+    return 1;
+  }
+  // The terminal closed: the monitor recorded the exit first, then closed it. If it
+  // did not (it died), a new monitor adopts the container and answers.
+  try {
+    const rec = readRecord(c.paths, id);
+    if (observe(c.paths, rec).status === 'exited' && rec.state.finishedAt) return rec.state.exitCode ?? 0;
+  } catch {
+    /* removed (--rm): ask the monitor */
+  }
+  return (await callMonitor(c.paths, { op: 'wait', id }, { start: true, rootFlag: c.rootFlag })).exitCode ?? 0;
+}
+
 async function removeOne(c: Ctx, ref: string, force: boolean): Promise<void> {
   let id: string;
   try {
@@ -500,16 +622,17 @@ export function registerLifecycle(program: Command): void {
     .command('start')
     .description('start one or more created or stopped containers')
     .option('-a, --attach', 'attach stdout/stderr and exit with the container\'s status', false)
+    .option('-i, --interactive', 'attach stdin too (the container must have been created with -i)', false)
+    .option('--detach-keys <keys>', 'the key sequence that detaches from a terminal', DEFAULT_DETACH_KEYS)
     .argument('<container...>')
-    .action(async (refs: string[], opts: { attach: boolean }, cmd: Command) => {
+    .action(async (refs: string[], opts: { attach: boolean; interactive: boolean; detachKeys: string }, cmd: Command) => {
       const c = ctxOf(cmd);
       requireRoot();
-      if (opts.attach) {
+      if (opts.attach || opts.interactive) {
         if (refs.length > 1) throw new TsrunError('USAGE', 'you cannot start and attach multiple containers at once');
         const id = resolveContainer(c.paths, refs[0]!);
-        const follower = new LogFollower(logPath(recordDir(c.paths, id), id));
-        process.exitCode = await attachOutput(c, id, follower, startOne(c, id));
-        return;
+        process.exitCode = await attachContainer(c, id, { stdin: opts.interactive, sigProxy: 'true', detachKeys: opts.detachKeys }, () => startOne(c, id));
+        process.exit(process.exitCode);
       }
       await forEach(refs, async (ref) => {
         await startOne(c, ref);
@@ -810,14 +933,19 @@ export function registerLifecycle(program: Command): void {
 
   program
     .command('attach')
-    .description('stream a running container\'s output until it exits (stdin is not attached)')
+    .description('attach to a running container: its output until it exits, and your input if it was run with -i')
+    .option('--no-stdin', 'do not attach stdin')
+    .option('--sig-proxy [bool]', 'proxy the signals tsrun receives to the container (not for -t, where ctrl-c is a keystroke)', 'true')
+    .option('--detach-keys <keys>', 'the key sequence that detaches from a terminal', DEFAULT_DETACH_KEYS)
     .argument('<container>')
-    .action(async (ref: string, _o: unknown, cmd: Command) => {
+    .action(async (ref: string, opts: AttachFlags, cmd: Command) => {
       const c = ctxOf(cmd);
       const { r, o } = stateOf(c, ref);
       if (o.status !== 'running' && o.status !== 'paused') throw new TsrunError('STATE', 'you cannot attach to a stopped container, start it first');
       if (r.foreground) throw new TsrunError('USAGE', 'attach works on detached containers (run -d)');
-      process.exitCode = await attachOutput(c, r.id, new LogFollower(logPath(recordDir(c.paths, r.id), r.id)));
+      process.exitCode = await attachContainer(c, r.id, opts);
+      // Node may linger on stdin: the attach is over.
+      process.exit(process.exitCode);
     });
 
   program

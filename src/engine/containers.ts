@@ -68,6 +68,8 @@ export interface Record {
   overlay?: OverlayLayers;
   /** run in a tsrun process's foreground (not watched by the monitor) */
   foreground: boolean;
+  /** -i (docker's OpenStdin): a detached container reads stdin.fifo, which `attach` writes */
+  openStdin?: boolean;
   stopSignal: string;
   stopTimeout: number;
   healthcheck?: HealthConfig;
@@ -80,6 +82,12 @@ export interface MonitorState extends RuntimeState {
   monitor?: { pid: number; start: number };
   paused?: boolean;
   restarting?: boolean;
+  /**
+   * -dt: a host `sleep` that holds a copy of the pty master as its fd 3, so the
+   * terminal outlives a killed monitor; the next monitor takes the fd back with
+   * pidfd_getfd(2).
+   */
+  ptyHolder?: { pid: number; start: number };
 }
 
 export type Status = 'created' | 'running' | 'paused' | 'restarting' | 'exited' | 'dead';

@@ -146,6 +146,7 @@ export const SYS: Record<string, { x64: number; arm64: number }> = {
   openat2: { x64: 437, arm64: 437 },
   pidfd_open: { x64: 434, arm64: 434 },
   pidfd_send_signal: { x64: 424, arm64: 424 },
+  pidfd_getfd: { x64: 438, arm64: 438 },
   open_tree: { x64: 428, arm64: 428 },
   move_mount: { x64: 429, arm64: 429 },
   fsopen: { x64: 430, arm64: 430 },

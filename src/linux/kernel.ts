@@ -107,6 +107,10 @@ export interface Kernel {
   bpfProgLoad(progType: number, insns: Buffer, license: string, why?: string): number;
   /** bpf(BPF_PROG_ATTACH): attaches a loaded program to a target fd (a cgroup directory) */
   bpfProgAttach(targetFd: number, progFd: number, attachType: number, flags: number, why?: string): void;
+  /** pidfd_open(pid, 0) (Linux 5.3+): a descriptor for a process that cannot be confused with a later owner of its pid */
+  pidfdOpen(pid: number, why?: string): number;
+  /** pidfd_getfd(pidfd, targetfd, 0) (Linux 5.6+): a copy (close-on-exec) of another process's descriptor; needs ptrace access to it */
+  pidfdGetfd(pidfd: number, targetFd: number, why?: string): number;
 }
 
 /** The default "why" of every wrapper. A test checks that each Kernel method has one. */
@@ -158,6 +162,8 @@ export const SYSCALL_DOCS: Record<string, string> = {
   setxattr: 'set an extended attribute (overlayfs reads trusted.overlay.opaque; file capabilities live in security.capability)',
   lsetxattr: 'set an extended attribute on a path without following a symlink at its end',
   bpf: 'load or attach an eBPF program (the cgroup v2 device filter)',
+  pidfd_open: 'get a descriptor for a process, so a reused pid cannot be mistaken for it',
+  pidfd_getfd: 'copy a descriptor out of another process (a -dt container\'s pty master, kept by its holder while no monitor ran)',
 };
 
 /** Maps each Kernel method to the syscall name it documents under. */
@@ -172,6 +178,7 @@ export const KERNEL_METHOD_SYSCALL: Record<keyof Kernel, string> = {
   writeFile: 'write', gettid: 'gettid', exitNow: '_exit', sendFd: 'sendmsg', umask: 'umask', fsopen: 'fsopen', fsconfigString: 'fsconfig',
   fsconfigCreate: 'fsconfig', fsmount: 'fsmount', moveMount: 'move_mount', openTree: 'open_tree',
   statFd: 'fstat', setxattr: 'setxattr', lsetxattr: 'lsetxattr', bpfProgLoad: 'bpf', bpfProgAttach: 'bpf',
+  pidfdOpen: 'pidfd_open', pidfdGetfd: 'pidfd_getfd',
 };
 
 /** A failed kernel call: the syscall, the errno by name, and what it was called on. */

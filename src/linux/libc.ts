@@ -527,6 +527,18 @@ export class LinuxKernel implements Kernel {
     return this.call('open_tree', () => `AT_FDCWD, ${quote(path)}, OPEN_TREE_CLONE${recursive ? '|AT_RECURSIVE' : ''}`, why, () => f(n, 'int', AT_FDCWD, 'str', path, 'unsigned int', flags));
   }
 
+  pidfdOpen(pid: number, why?: string): number {
+    const f = libc().fn('long syscall(long, ...)');
+    const n = nr('pidfd_open');
+    return this.call('pidfd_open', () => `${pid}, 0`, why, () => f(n, 'int', pid, 'unsigned int', 0));
+  }
+
+  pidfdGetfd(pidfd: number, targetFd: number, why?: string): number {
+    const f = libc().fn('long syscall(long, ...)');
+    const n = nr('pidfd_getfd');
+    return this.call('pidfd_getfd', () => `${pidfd}, ${targetFd}, 0`, why, () => f(n, 'int', pidfd, 'int', targetFd, 'unsigned int', 0));
+  }
+
   statFd(fd: number): 'dir' | 'file' | 'other' {
     let st;
     try {

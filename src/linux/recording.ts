@@ -33,6 +33,7 @@ export const WHY_INDEX: Record<KernelMethod, number | null> = {
   prlimit: 4, seccompSetFilter: 2, fcntl: null, closeRange: 3, ioctl: 3, kill: 2, wait: null, spawn: 1,
   writeFile: 2, gettid: null, exitNow: null, sendFd: 2, umask: null, fsopen: 1, fsconfigString: 3, fsconfigCreate: 1, fsmount: 2,
   moveMount: 3, openTree: 2, statFd: null, setxattr: 4, lsetxattr: 4, bpfProgLoad: 3, bpfProgAttach: 4,
+  pidfdOpen: 1, pidfdGetfd: 2,
 };
 
 interface Failure {
@@ -294,6 +295,14 @@ export class RecordingKernel implements Kernel {
   openTree(path: string, recursive: boolean, why?: string): number {
     this.rec('openTree', [path, recursive, why]);
     return this.fd(path, false);
+  }
+  pidfdOpen(pid: number, why?: string): number {
+    this.rec('pidfdOpen', [pid, why]);
+    return this.fd(`pidfd:${pid}`, false);
+  }
+  pidfdGetfd(pidfd: number, targetFd: number, why?: string): number {
+    this.rec('pidfdGetfd', [pidfd, targetFd, why]);
+    return this.fd(`${this.fds.get(pidfd)?.path ?? pidfd}/fd/${targetFd}`, false);
   }
   statFd(fd: number): FileKind {
     this.rec('statFd', [fd]);

@@ -98,6 +98,46 @@ export async function callMonitor(paths: Paths, req: MonitorRequest, o: { start:
   }
 }
 
+/**
+ * Opens a byte stream to a -t container's terminal (the `attach` op), starting a
+ * monitor if none runs (it adopts the container and takes its pty back from the holder).
+ * Bytes that came with the reply line are pushed back onto the socket.
+ */
+export async function attachTerminal(paths: Paths, id: string, rootFlag: string | undefined): Promise<net.Socket> {
+  await callMonitor(paths, { op: 'ping' }, { start: true, rootFlag });
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socketPath(paths.runRoot));
+    let buf = Buffer.alloc(0);
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d]);
+      const nl = buf.indexOf(10);
+      if (nl < 0) return;
+      c.removeListener('data', onData);
+      c.pause();
+      let reply: MonitorReply;
+      try {
+        reply = JSON.parse(buf.subarray(0, nl).toString()) as MonitorReply;
+      } catch (e) {
+        c.destroy();
+        reject(e as Error);
+        return;
+      }
+      if (!reply.ok) {
+        c.destroy();
+        const err = reply.error ?? { code: 'INTERNAL', message: 'the monitor failed' };
+        reject(new TsrunError(err.code as ErrorCode, err.message, { hint: err.hint }));
+        return;
+      }
+      if (buf.length > nl + 1) c.unshift(buf.subarray(nl + 1));
+      resolve(c);
+    };
+    c.on('connect', () => c.write(JSON.stringify({ op: 'attach', id } satisfies MonitorRequest) + '\n'));
+    c.on('data', onData);
+    c.once('error', reject);
+    c.once('close', () => reject(new TsrunError('STATE', 'the monitor closed the connection without a reply')));
+  });
+}
+
 function runningProcess(pid: number): boolean {
   try {
     const st = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -12,14 +12,22 @@ import { setFrozen } from '../../cgroups/freeze.js';
 //     opened read-write: it holds a reader itself, so it never gets EPIPE/SIGPIPE while
 //     no monitor runs (writes block once the 64 KiB pipe is full). A new monitor
 //     reopens the FIFOs and drains them.
+//   - A -dt container's pty master is also held by a host `sleep` started next to it
+//     (its "holder", fd 3, outside the container's cgroup): a killed monitor then
+//     closes only its own copy, so the terminal stays up and its shell gets no SIGHUP.
+//     A new monitor copies the fd back out of the holder with pidfd_getfd(2).
+//   - A -di container's stdin is a FIFO it holds read-write too (so it never reads EOF,
+//     like docker's -i); `attach` opens it for writing itself, with or without a monitor.
 //   - A container whose monitor was killed is reparented to init. A new monitor adopts
 //     it by pid + start time and polls it; when it dies, init reaped it, so its exit code
 //     is unknown: it is recorded as 255 with exitUnknown (documented in `inspect`).
+import { spawn } from 'node:child_process';
 import { closeSync, constants as FS, existsSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import tty from 'node:tty';
 import { join } from 'node:path';
 import type { Kernel, SpawnStdio } from '../../linux/kernel.js';
+import { F_SETFD, FD_CLOEXEC, TIOCSWINSZ } from '../../linux/constants.js';
 import { TsrunError, wrap } from '../../errors.js';
 import { killQuietly, launch, openGate } from '../../runtime/launcher.js';
 import { GATE_NAME } from '../../runtime/protocol.js';
@@ -50,7 +58,21 @@ interface Watched {
   stopRequested: boolean;
   /** networking (issue 7): released when the container is gone */
   network?: NetworkAttachment;
+  /** -t: the pty master, its holder process, and the CLIs attached to it */
+  pty?: Pty;
 }
+
+interface Pty {
+  fd: number;
+  stream: tty.ReadStream;
+  attached: Set<net.Socket>;
+  holder?: { pid: number; start: number };
+}
+
+/** The holder of a -dt container's pty master: any long sleeper of the host will do. */
+const SLEEP = ['/usr/bin/sleep', '/bin/sleep'].find((p) => existsSync(p)) ?? 'sleep';
+/** the holder's fd that carries the pty master */
+const HOLDER_FD = 3;
 
 const PIPE_NAMES = ['stdout', 'stderr'] as const;
 
@@ -62,6 +84,8 @@ export class Monitor {
   /** stopped (or killed) by a user since their last start: no restart policy applies */
   private readonly userStopped = new Set<string>();
   private readonly known = new Set<number>();
+  /** `attach` connections for -t containers that are about to start (start -a) */
+  private readonly pendingAttach = new Map<string, Set<net.Socket>>();
   private server: net.Server | null = null;
   private active = 0;
   /** exits being recorded (logs drained, cgroup removed, record written) */
@@ -168,6 +192,7 @@ export class Monitor {
         }, 100));
       } else if (!rt.monitor || !isAlive(rt.monitor.pid, rt.monitor.start)) {
         // Died (or never started) while no monitor watched it.
+        killHolder(rt.ptyHolder);
         if (rt.cgroupsPath) this.removeCgroupQuietly(rt.cgroupsPath);
         repairIfOrphaned(this.paths, record);
       }
@@ -185,10 +210,59 @@ export class Monitor {
       const fifo = join(dir, `${s}.fifo`);
       if (existsSync(fifo)) w.pipes.push(this.readPipe(fifo, s, w.logs));
     }
+    if (rt.ptyHolder) {
+      try {
+        const fd = this.recoverPty(rt.ptyHolder);
+        w.pty = this.watchPty(fd, w.logs);
+        w.pty.holder = rt.ptyHolder;
+      } catch (e) {
+        this.log(`the terminal of ${r.id.slice(0, 12)} is lost: ${(e as Error).message}`);
+        killHolder(rt.ptyHolder);
+      }
+    }
     writeRuntimeState(this.paths, { ...rt, monitor: this.me });
     this.watched.set(r.id, w);
     this.startHealth(r, w);
     this.log(`adopted ${r.id.slice(0, 12)} (pid ${w.pid})`);
+  }
+
+  /** The pty master back from its holder: pidfd_open, then pidfd_getfd of its fd 3. */
+  private recoverPty(holder: { pid: number; start: number }): number {
+    const pidfd = this.k.pidfdOpen(holder.pid, 'the pty holder of a container adopted from a dead monitor');
+    try {
+      // Checked after pidfd_open: the pidfd now pins this process, so a pid reused
+      // between the check and the copy cannot hand us another process's fd.
+      if (!isAlive(holder.pid, holder.start)) throw new TsrunError('STATE', `the pty holder (pid ${holder.pid}) is gone`);
+      return this.k.pidfdGetfd(pidfd, HOLDER_FD, 'copy the pty master out of its holder');
+    } finally {
+      this.k.close(pidfd);
+    }
+  }
+
+  /** Reads a pty master: into the log as stdout (docker's json-file does the same) and out to every attached CLI. */
+  private watchPty(fd: number, logs: LogWriter): Pty {
+    const stream = new tty.ReadStream(fd);
+    const pty: Pty = { fd, stream, attached: new Set() };
+    stream.on('data', (chunk: Buffer) => {
+      logs.write('stdout', chunk);
+      for (const c of pty.attached) c.write(chunk);
+    });
+    stream.on('error', () => {}); // EIO once every holder of the slave is gone
+    return pty;
+  }
+
+  private addAttached(pty: Pty, c: net.Socket, first: Buffer): void {
+    pty.attached.add(c);
+    // The master end is a stream libuv writes without blocking: keystrokes wait in its
+    // queue while the terminal's input buffer is full, and the monitor stays responsive.
+    const input = (d: Buffer): void => {
+      if (!pty.stream.destroyed) pty.stream.write(d);
+    };
+    if (first.length) input(first);
+    c.on('data', input);
+    c.resume();
+    c.on('close', () => pty.attached.delete(c));
+    c.on('error', () => {});
   }
 
   private readPipe(fifo: string, stream: 'stdout' | 'stderr', logs: LogWriter): net.Socket {
@@ -217,22 +291,64 @@ export class Monitor {
     };
     c.on('error', () => finish({ ok: false }));
     c.on('close', () => finish({ ok: false }));
-    c.on('data', (d) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
+    let raw = Buffer.alloc(0);
+    const onData = (d: Buffer): void => {
+      raw = Buffer.concat([raw, d]);
+      const nl = raw.indexOf(10);
       if (nl < 0) return;
+      buf = raw.subarray(0, nl).toString();
       let req: MonitorRequest;
       try {
-        req = JSON.parse(buf.slice(0, nl)) as MonitorRequest;
+        req = JSON.parse(buf) as MonitorRequest;
       } catch {
         finish({ ok: false, error: { code: 'INTERNAL', message: 'bad request' } });
+        return;
+      }
+      c.removeListener('data', onData);
+      if (req.op === 'attach') {
+        try {
+          this.attachPty(c, req.id, raw.subarray(nl + 1));
+        } catch (e) {
+          const err = e instanceof TsrunError ? e : wrap('monitor', e, 'INTERNAL');
+          finish({ ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
+          return;
+        }
+        // The reply line, then the connection is the terminal's byte stream.
+        done = true;
+        this.active--;
+        c.write(JSON.stringify({ ok: true, monitorPid: process.pid } satisfies MonitorReply) + '\n');
         return;
       }
       this.handle(req).then(finish, (e: unknown) => {
         const err = e instanceof TsrunError ? e : wrap('monitor', e, 'INTERNAL');
         finish({ ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
       });
+    };
+    c.on('data', onData);
+  }
+
+  private attachPty(c: net.Socket, id: string, first: Buffer): void {
+    const w = this.watched.get(id);
+    if (w) {
+      if (!w.pty) throw new TsrunError('USAGE', `container ${id.slice(0, 12)} has no terminal (it was not run with -t)`);
+      this.addAttached(w.pty, c, first);
+      return;
+    }
+    const r = readRecord(this.paths, id);
+    if (r.spec.process?.terminal !== true) throw new TsrunError('USAGE', `container ${id.slice(0, 12)} has no terminal (it was not run with -t)`);
+    // Not started yet (start -a): attached when its pty exists, before its gate opens,
+    // so not a byte of its first output is missed.
+    let set = this.pendingAttach.get(id);
+    if (!set) this.pendingAttach.set(id, (set = new Set()));
+    set.add(c);
+    c.on('close', () => {
+      set.delete(c);
+      if (set.size === 0 && this.pendingAttach.get(id) === set) this.pendingAttach.delete(id);
+      this.scheduleIdleCheck(0);
     });
+    c.on('error', () => {});
+    c.pause();
+    if (first.length) c.unshift(first);
   }
 
   private async handle(req: MonitorRequest): Promise<MonitorReply> {
@@ -312,6 +428,21 @@ export class Monitor {
         if (rt) writeRuntimeState(this.paths, { ...rt, paused: req.op === 'pause' });
         return { ok: true };
       }
+      case 'resize': {
+        const w = this.watched.get(req.id);
+        if (!w?.pty) return { ok: true }; // gone meanwhile, or no terminal: nothing to size
+        const ws = Buffer.alloc(8);
+        ws.writeUInt16LE(req.rows, 0);
+        ws.writeUInt16LE(req.cols, 2);
+        try {
+          this.k.ioctl(w.pty.fd, TIOCSWINSZ, ws, 'the attached terminal\'s size; the kernel sends SIGWINCH to the container');
+        } catch {
+          /* the terminal is closing */
+        }
+        return { ok: true };
+      }
+      case 'attach':
+        throw new TsrunError('INTERNAL', 'attach is handled on its connection');
       case 'forget': {
         this.userStopped.add(req.id);
         this.cancelRestart(req.id);
@@ -391,12 +522,13 @@ export class Monitor {
     const dir = stateDir(this.paths, id);
     rmSync(dir, { recursive: true, force: true });
     const cgroup = new ContainerCgroup(this.k, id, r.spec);
-    const base: MonitorState = { id, status: 'creating', monitor: this.me, bundle: r.bundle, rootfs: r.rootfs, created: r.created, cgroupsPath: cgroup.path };
+    let base: MonitorState = { id, status: 'creating', monitor: this.me, bundle: r.bundle, rootfs: r.rootfs, created: r.created, cgroupsPath: cgroup.path };
     writeRuntimeState(this.paths, base);
     const logs = new LogWriter(logPath(recordDir(this.paths, id), id), r.hostConfig.logConfig.maxSize, r.hostConfig.logConfig.maxFile);
     const pipes: net.Socket[] = [];
     const childFds: number[] = [];
     let pid: number | undefined;
+    let pty: Pty | undefined;
     let network: NetworkAttachment | undefined;
     try {
       // networking (issue 7): the same three steps as a foreground run; the monitor owns the endpoint.
@@ -412,9 +544,18 @@ export class Monitor {
         // monitor never turns its writes into SIGPIPE.
         childFds.push(openSync(fifo, FS.O_RDWR));
       }
+      let stdin: SpawnStdio['from'] = { path: '/dev/null', flags: 0 };
+      if (!terminal && r.openStdin) {
+        const fifo = join(dir, 'stdin.fifo');
+        this.k.mkfifo(fifo, 0o600, 'the container\'s stdin (-i): a FIFO that attach writes, with or without a monitor');
+        // Read-write in the container, so it never reads EOF when an attach ends
+        // (docker's -i without StdinOnce).
+        childFds.push(openSync(fifo, FS.O_RDWR));
+        stdin = { parentFd: childFds[2]! };
+      }
       cgroup.create();
       const stdio: SpawnStdio[] = terminal ? [] : [
-        { fd: 0, from: { path: '/dev/null', flags: 0 } },
+        { fd: 0, from: stdin },
         { fd: 1, from: { parentFd: childFds[0]! } },
         { fd: 2, from: { parentFd: childFds[1]! } },
       ];
@@ -432,21 +573,25 @@ export class Monitor {
         this.known,
       ).then((l) => {
         this.known.add(l.pid);
+        // Inside the launch chain: the holder is a new child too, and a launch running
+        // meanwhile must not take it for its container.
+        if (l.ptyMaster !== null) base = { ...base, ptyHolder: this.startHolder(l.ptyMaster, dir) };
         return l;
       }));
       pid = launched.pid;
       for (const fd of childFds.splice(0)) closeSync(fd);
       if (launched.ptyMaster !== null) {
-        const out = new tty.ReadStream(launched.ptyMaster);
-        out.on('data', (chunk: Buffer) => logs.write('stdout', chunk));
-        out.on('error', () => {}); // EIO once every holder of the slave is gone
-        pipes.push(out);
+        pty = this.watchPty(launched.ptyMaster, logs);
+        if (base.ptyHolder) pty.holder = base.ptyHolder;
+        const waiting = this.pendingAttach.get(id);
+        this.pendingAttach.delete(id);
+        for (const c of waiting ?? []) this.addAttached(pty, c, Buffer.alloc(0));
       }
       cgroup.attach(pid, launched.setupTid);
       network?.attach(pid);
       const pidStart = procStartTime(pid) ?? 0;
       writeRuntimeState(this.paths, { ...base, status: 'created', pid, pidStart });
-      const w: Watched = { id, pid, pidStart, child: true, cgroup, cgroupsPath: cgroup.path, logs, pipes, waiters: [], stopRequested: false, ...(network ? { network } : {}) };
+      const w: Watched = { id, pid, pidStart, child: true, cgroup, cgroupsPath: cgroup.path, logs, pipes, waiters: [], stopRequested: false, ...(network ? { network } : {}), ...(pty ? { pty } : {}) };
       // Recorded before the gate opens: the reaper may record an exit as soon as it does.
       updateState(this.paths, id, (s) => {
         s.startedAt = new Date().toISOString();
@@ -480,6 +625,9 @@ export class Monitor {
       if (pid === undefined || !this.watched.has(id)) {
         if (pid !== undefined) killQuietly(this.k, pid);
         for (const s of pipes) s.destroy();
+        this.closePty(pty ?? null, base.ptyHolder);
+        for (const c of this.pendingAttach.get(id) ?? []) c.destroy();
+        this.pendingAttach.delete(id);
         logs.close();
         try {
           cgroup.remove();
@@ -584,6 +732,11 @@ export class Monitor {
     // What the container wrote just before it died is still in the pipes.
     await new Promise((r) => setTimeout(r, 30));
     for (const s of w.pipes) s.destroy();
+    // Attached CLIs stay connected until the exit is recorded: they read it from the
+    // record when their stream closes (this monitor may be gone by the time they ask).
+    const attached = [...(w.pty?.attached ?? [])];
+    w.pty?.attached.clear();
+    this.closePty(w.pty ?? null, w.pty?.holder);
     w.logs.close();
     let oom = false;
     try {
@@ -608,6 +761,7 @@ export class Monitor {
       if (s.health) s.health.status = 'unhealthy';
     });
     rmSync(stateDir(this.paths, w.id), { recursive: true, force: true });
+    for (const c of attached) c.end();
     this.log(`${w.id.slice(0, 12)} exited with ${code}${unknown ? ' (unknown)' : ''}`);
     for (const f of w.waiters.splice(0)) f(code);
     if (r) {
@@ -651,6 +805,41 @@ export class Monitor {
     }
   }
 
+  /**
+   * Starts the pty master's holder: the host's `sleep` with the master as its fd 3, in
+   * its own session and in the monitor's cgroup (not the container's), cwd in the
+   * container's runtime dir (so it is found by what it belongs to).
+   */
+  private startHolder(master: number, dir: string): { pid: number; start: number } | undefined {
+    // The setup thread opened the master without O_CLOEXEC (the container's child closes
+    // it before execve anyway); libuv does not close stray fds in the children it
+    // spawns, so without this every later holder would also hold this terminal.
+    this.k.fcntl(master, F_SETFD, FD_CLOEXEC);
+    try {
+      const h = spawn(SLEEP, ['infinity'], { stdio: ['ignore', 'ignore', 'ignore', master], cwd: dir, detached: true });
+      h.on('error', (e) => this.log(`pty holder: ${e.message}`));
+      if (h.pid === undefined) return undefined;
+      const pid = h.pid;
+      this.known.add(pid);
+      h.on('exit', () => this.known.delete(pid));
+      h.unref();
+      return { pid, start: procStartTime(pid) ?? 0 };
+    } catch (e) {
+      // Without a holder the terminal only lives as long as this monitor (as before).
+      this.log(`no pty holder: ${(e as Error).message}`);
+      return undefined;
+    }
+  }
+
+  private closePty(pty: Pty | null, holder: { pid: number; start: number } | undefined): void {
+    if (pty) {
+      for (const c of pty.attached) c.end();
+      pty.attached.clear();
+      pty.stream.destroy();
+    }
+    killHolder(holder);
+  }
+
   private removeCgroupQuietly(path: string): void {
     try {
       removeStaleCgroup(this.k, path);
@@ -662,7 +851,7 @@ export class Monitor {
   // --------------------------------------------------------------------------------
 
   private idle(): boolean {
-    return this.watched.size === 0 && this.restartTimers.size === 0 && this.starting.size === 0 && this.active === 0 && this.finishing === 0 && this.probes === 0;
+    return this.watched.size === 0 && this.pendingAttach.size === 0 && this.restartTimers.size === 0 && this.starting.size === 0 && this.active === 0 && this.finishing === 0 && this.probes === 0;
   }
 
   private scheduleIdleCheck(ms: number): void {
@@ -689,6 +878,15 @@ export class Monitor {
       /* gone */
     }
     process.exit(0);
+  }
+}
+
+function killHolder(h: { pid: number; start: number } | undefined): void {
+  if (!h || !isAlive(h.pid, h.start)) return;
+  try {
+    process.kill(h.pid, 'SIGKILL');
+  } catch {
+    /* gone */
   }
 }
 

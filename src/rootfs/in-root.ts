@@ -53,7 +53,13 @@ export function ensureInRoot(k: Kernel, rootfd: number, path: string, kind: 'dir
           }
         } else {
           // An empty file to bind over. O_CREAT|O_EXCL never follows a symlink at the last component.
-          k.close(k.openat2(parentfd, name, O.O_CREAT | O.O_EXCL | O.O_WRONLY | O.O_CLOEXEC | O.O_NOFOLLOW, 0o644, RESOLVE_FLAGS));
+          // EEXIST: another container on the same rootfs made it first (two runs of one
+          // --rootfs without /etc/resolv.conf); the in-root open below resolves it.
+          try {
+            k.close(k.openat2(parentfd, name, O.O_CREAT | O.O_EXCL | O.O_WRONLY | O.O_CLOEXEC | O.O_NOFOLLOW, 0o644, RESOLVE_FLAGS));
+          } catch (e) {
+            if (!(e instanceof KernelError && e.errno === EEXIST)) throw e;
+          }
         }
         fd = k.openat2(rootfd, prefix, O.O_PATH | O.O_CLOEXEC | dirFlags, 0, RESOLVE_FLAGS);
       }

@@ -1,5 +1,5 @@
 // `tsrun network ...`, `tsrun port`, and the network flags of `tsrun run`.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { TsrunError } from '../errors.js';
@@ -14,7 +14,7 @@ import {
 } from '../network/attach.js';
 import { parseAddHost } from '../network/files.js';
 import { defaultGateway, formatSubnet, intToIp, ipToInt, contains, overlaps, parseSubnet } from '../network/ipam.js';
-import { exposedToPublish, formatMapping, parsePublish } from '../network/ports.js';
+import { exposedToPublish, formatMapping, parseExpose, parsePublish } from '../network/ports.js';
 import {
   DEFAULT_NETWORK, type NetworkDef, findDef, listDefs, listEndpoints, newNetworkId, removeDef, saveDef,
 } from '../network/registry.js';
@@ -26,6 +26,7 @@ export interface NetworkFlags {
   networkAlias: string[];
   publish: string[];
   publishAll: boolean;
+  expose: string[];
   dns: string[];
   dnsSearch: string[];
   dnsOption: string[];
@@ -38,7 +39,8 @@ export function addNetworkOptions(cmd: Command): Command {
     .option('--net <mode>', 'same as --network')
     .option('--network-alias <name>', 'another name for the container on its user network', collect, [])
     .option('-p, --publish <[ip:]hostport:ctrport[/proto]>', 'publish a container port on the host', collect, [])
-    .option('-P, --publish-all', 'publish every port the image exposes on a free host port', false)
+    .option('-P, --publish-all', 'publish every exposed port (the image\'s and --expose\'s) on a free host port', false)
+    .option('--expose <port[-port][/proto]>', 'expose a port or a range of ports; -P publishes them', collect, [])
     .option('--dns <address>', 'nameserver for the container\'s /etc/resolv.conf', collect, [])
     .option('--dns-search <domain>', 'search domain for /etc/resolv.conf', collect, [])
     .option('--dns-option <option>', 'resolver option for /etc/resolv.conf', collect, [])
@@ -59,6 +61,37 @@ function recordName(p: Paths, id: string): string | undefined {
     return typeof r.name === 'string' ? r.name : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** The --network mode recorded in a container's spec annotation ('bridge' when tsrun did not plan its network). */
+function recordedMode(p: Paths, id: string): string {
+  try {
+    const r = JSON.parse(readFileSync(join(p.root, 'containers', id, 'config.json'), 'utf8')) as { spec?: Spec };
+    const text = r.spec?.annotations?.[NETWORK_ANNOTATION];
+    return text ? String((JSON.parse(text) as { mode?: unknown }).mode ?? 'bridge') : 'bridge';
+  } catch {
+    return 'bridge';
+  }
+}
+
+/**
+ * docker refuses to connect a container whose network is host, none or another
+ * container's: its netns is not its own to add interfaces to (with host, the veth's
+ * end would land in the host's namespace as eth0). The inode check also covers a
+ * container whose record says nothing.
+ */
+function checkConnectable(p: Paths, c: FoundContainer, ref: string): void {
+  const mode = recordedMode(p, c.id);
+  let shared = false;
+  try {
+    shared = statSync(`/proc/${c.pid}/ns/net`).ino === statSync('/proc/self/ns/net').ino;
+  } catch {
+    /* it just ended: connect fails on its own below */
+  }
+  if (shared || mode === 'host' || mode === 'none' || mode === 'container') {
+    const what = shared || mode === 'host' ? 'the host\'s network' : mode === 'none' ? '--network none' : 'another container\'s network namespace';
+    throw new TsrunError('USAGE', `container ${ref} uses ${what}: it cannot be connected to other networks`, { hint: 'run it on a bridge network (the default, or --network NET) to connect it to more' });
   }
 }
 
@@ -108,7 +141,14 @@ export function planNetwork(flags: NetworkFlags, ctx: { paths: Paths; id: string
     throw new TsrunError('USAGE', '--network-alias works on user networks only', { hint: 'tsrun network create NET, then --network NET --network-alias NAME' });
   }
   const publish = flags.publish.map(parsePublish);
-  if (flags.publishAll) publish.push(...exposedToPublish(ctx.exposedPorts ?? []));
+  // Parsed even without -P, so a bad --expose is an error, not silently ignored.
+  const norm = (e: string): string => (e.includes('/') ? e : `${e}/tcp`); // the image-spec allows a bare "80"
+  const exposed = [...new Set([...(ctx.exposedPorts ?? []).map(norm), ...(flags.expose ?? []).flatMap(parseExpose)])];
+  if (flags.publishAll) {
+    // As in docker, a port the user published with -p keeps only that binding.
+    const explicit = new Set(publish.map((p) => `${p.containerPort}/${p.proto}`));
+    publish.push(...exposedToPublish(exposed.filter((e) => !explicit.has(e))));
+  }
   return {
     mode, id: ctx.id, root: ctx.paths.root, stateDir: stateDir(ctx.paths, ctx.id), hostname: ctx.hostname, name: ctx.name,
     aliases: flags.networkAlias, publish, dns: flags.dns, dnsSearch: flags.dnsSearch, dnsOption: flags.dnsOption,
@@ -250,6 +290,7 @@ export function registerNetwork(program: Command): void {
       const d = findDef(p.root, network);
       if (!d) throw new TsrunError('USAGE', `network ${network} not found`);
       const c = findRunning(p, container);
+      checkConnectable(p, c, container);
       if (!c.owner) throw new TsrunError('STATE', `container ${container} has no owner process to release its network`);
       const own = listEndpoints().find((e) => e.root === p.root && e.containerId === c.id);
       const hostname = own?.hostname ?? (() => { try { return readFileSync(join(stateDir(p, c.id), 'hostname'), 'utf8').trim(); } catch { return c.id.slice(0, 12); } })();

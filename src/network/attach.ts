@@ -192,11 +192,26 @@ function reconcile(removeIdle: boolean | Set<string> = false, force = false): vo
 
 const key = (e: Pick<Endpoint, 'root' | 'containerId'>): string => `${e.root}\0${e.containerId}`;
 
-/** Rewrites /etc/hosts of every container on BRIDGES from the registry: names of peers on user networks. */
-function refreshHosts(bridges: Set<string>, all: Endpoint[] = listEndpoints()): void {
+/**
+ * Rewrites /etc/hosts of every container on BRIDGES from the registry: names of peers on
+ * user networks. `left` are endpoints just given back: their container is no longer on
+ * those bridges but its own file still lists the peers there (and maybe its address on
+ * them), so it is rewritten too.
+ */
+function refreshHosts(bridges: Set<string>, all: Endpoint[] = listEndpoints(), left: Endpoint[] = []): void {
   const touched = new Map<string, Endpoint[]>();
   for (const e of all) if (bridges.has(e.bridge) && e.hostsPath) touched.set(key(e), all.filter((x) => key(x) === key(e)));
+  for (const e of left) {
+    if (touched.has(key(e))) continue;
+    const rest = all.filter((x) => key(x) === key(e));
+    // A container with no network left keeps only its loopback lines and --add-host entries.
+    if (rest.length) touched.set(key(e), rest);
+    else if (e.hostsPath) writeInPlace(e.hostsPath, hostsFile(null, e.extraHosts, []));
+  }
   for (const [, mine] of touched) {
+    // The self line names the first interface's address (eth0, the one with the
+    // default route), as docker's does; readdir order would pick any of them.
+    mine.sort((a, b) => ifIndex(a.ifname) - ifIndex(b.ifname));
     const first = mine[0]!;
     const myBridges = new Set(mine.map((m) => m.bridge));
     const peers: HostEntry[] = [];
@@ -208,6 +223,14 @@ function refreshHosts(bridges: Set<string>, all: Endpoint[] = listEndpoints()): 
     const self = { ip: first.ip, names: [first.hostname, ...(first.name ? [first.name] : []), ...mine.flatMap((m) => m.aliases)] };
     writeInPlace(first.hostsPath!, hostsFile(self, first.extraHosts, peers));
   }
+}
+
+const ifIndex = (ifname: string): number => Number(/^eth(\d+)$/.exec(ifname)?.[1] ?? 1e6);
+
+/** The lowest ethN that none of the container's endpoints uses: after a disconnect, eth1 may be free while eth2 is not. */
+function freeIfname(have: Endpoint[]): string {
+  const used = new Set(have.map((e) => e.ifname));
+  for (let i = 0; ; i++) if (!used.has(`eth${i}`)) return `eth${i}`;
 }
 
 function vethName(): string {
@@ -265,7 +288,7 @@ function disconnectLocked(root: string, id: string, bridge?: string): Endpoint[]
   }
   if (mine.length) {
     reconcile();
-    refreshHosts(new Set(mine.map((e) => e.bridge)));
+    refreshHosts(new Set(mine.map((e) => e.bridge)), listEndpoints(), bridge ? mine : []);
   }
   return mine;
 }
@@ -357,8 +380,10 @@ export function createAttachment(req: NetworkRequest): NetworkAttachment {
 export function connectRunning(def: NetworkDef, c: { root: string; id: string; pid: number; owner: { pid: number; start: number }; name?: string; hostname: string; hostsPath?: string }, aliases: string[]): Endpoint {
   return withNetworkLock(() => {
     const have = listEndpoints().filter((e) => e.root === c.root && e.containerId === c.id);
-    if (have.some((e) => e.bridge === def.bridge)) throw new TsrunError('USAGE', `container ${c.id.slice(0, 12)} is already on network "${def.name}"`);
-    const ifname = `eth${have.length}`;
+    if (have.some((e) => e.bridge === def.bridge)) {
+      throw new TsrunError('USAGE', `container ${c.name ?? c.id.slice(0, 12)} is already connected to network ${def.name}`, { hint: `tsrun network inspect ${def.name} lists its containers` });
+    }
+    const ifname = freeIfname(have);
     const e = connectLocked(def, c.pid, {
       root: c.root, containerId: c.id, name: c.name, hostname: c.hostname, aliases, owner: c.owner, pid: c.pid, ports: [], extraHosts: have[0]?.extraHosts ?? [],
       hostsPath: have[0]?.hostsPath ?? c.hostsPath,

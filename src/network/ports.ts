@@ -62,6 +62,22 @@ export function exposedToPublish(exposed: string[]): PortSpec[] {
   });
 }
 
+/**
+ * docker's --expose PORT[-PORT][/tcp|udp]: ports the container says it listens on, as
+ * ExposedPorts keys ("80/tcp"). Exposing publishes nothing; -P publishes them all.
+ */
+export function parseExpose(v: string): string[] {
+  const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp))?$/.exec(v);
+  const bad = (why: string): TsrunError => new TsrunError('USAGE', `--expose ${v}: ${why}`, { hint: 'expected PORT, PORT/udp or a range such as 8000-8010/tcp' });
+  if (!m) throw bad('not a port');
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  if (lo < 1 || hi > 65535) throw bad('ports are 1-65535');
+  if (hi < lo) throw bad('the range ends before it starts');
+  const proto = m[3] ?? 'tcp';
+  return Array.from({ length: hi - lo + 1 }, (_, i) => `${lo + i}/${proto}`);
+}
+
 export function formatMapping(p: PortSpec): string {
   return `${p.containerPort}/${p.proto} -> ${p.hostIp || '0.0.0.0'}:${p.hostPort}`;
 }

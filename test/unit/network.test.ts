@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { broadcast, contains, intToIp, ipToInt, nextFree, overlaps, parseSubnet } from '../../src/network/ipam.js';
-import { exposedToPublish, parsePublish } from '../../src/network/ports.js';
+import { exposedToPublish, parseExpose, parsePublish } from '../../src/network/ports.js';
 import { hostsFile, parseAddHost, resolvConf } from '../../src/network/files.js';
 import { renderRuleset } from '../../src/network/firewall.js';
 import type { BridgeRecord, Endpoint } from '../../src/network/registry.js';
@@ -55,6 +55,21 @@ describe('-p parsing', () => {
   it('refuses bad ones with a usage error', () => {
     for (const bad of ['0:80', '8080:70000', '8080:80/sctp', 'a:b', '8000-8001:80', '1.2.3:8080:80', '1:2:3:4']) {
       expect(() => parsePublish(bad), bad).toThrow(TsrunError);
+    }
+  });
+});
+
+describe('--expose parsing', () => {
+  it('takes a port, a protocol and ranges, as ExposedPorts keys', () => {
+    expect(parseExpose('80')).toEqual(['80/tcp']);
+    expect(parseExpose('53/udp')).toEqual(['53/udp']);
+    expect(parseExpose('7000-7002/udp')).toEqual(['7000/udp', '7001/udp', '7002/udp']);
+    expect(parseExpose('65535')).toEqual(['65535/tcp']);
+  });
+
+  it('refuses what is not a port or range with a usage error', () => {
+    for (const bad of ['0', '65536', '80/sctp', '90-80', 'http', '1-2-3', '', '80/']) {
+      expect(() => parseExpose(bad), bad).toThrow(/--expose/);
     }
   });
 });

@@ -107,7 +107,9 @@ function startWeb(sb: Sandbox, text: string, flags: string[]) {
   writeFileSync(join(www, 'index.html'), text);
   const sub = sb.spawn(['run', '--rm', '--rootfs', sb.rootfs(), '-v', `${www}:/www:ro`, ...flags, '--', 'sh', '-c',
     // sh is PID 1 and traps TERM, so stopping tsrun stops the container; 60 s at most.
-    'httpd -p 80 -h /www; echo ready; trap "exit 0" TERM; sleep 60 & wait'], { timeoutMs: 90_000 });
+    // The trap is set before "ready": PID 1 of a PID namespace ignores a signal it has no
+    // handler for, so a TERM sent between "ready" and a later trap would be lost.
+    'trap "exit 0" TERM; httpd -p 80 -h /www; echo ready; sleep 60 & wait'], { timeoutMs: 90_000 });
   return {
     sub,
     ready: () => waitForOutput(sub, /ready/, 20_000),

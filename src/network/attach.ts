@@ -225,6 +225,28 @@ function refreshHosts(bridges: Set<string>, all: Endpoint[] = listEndpoints(), l
   }
 }
 
+/**
+ * Deletes the kernel's conntrack entries of UDP flows to the published host ports.
+ * NAT is decided on a flow's first packet only: a UDP client that keeps its source
+ * port (DNS, syslog, statsd, games) stays bound to whatever its first packet met (tsrun's
+ * holding socket before the DNAT rule existed, or the address of a container that has
+ * since gone), and each new packet renews the entry, so it never recovers on its own.
+ * docker and kube-proxy delete these entries for the same reason. TCP needs nothing:
+ * a new connection is a new flow. Needs conntrack(8) (Debian: conntrack); without it,
+ * such a client recovers only once it stops sending for the entry's timeout (30-120 s).
+ */
+function forgetUdpFlows(ports: PortSpec[], why: string): void {
+  for (const p of ports) {
+    if (p.proto !== 'udp') continue;
+    // Exit status 1 with "0 flow entries have been deleted" is the common, fine case.
+    const r = tryCmd('conntrack', ['-D', '-p', 'udp', '--orig-port-dst', String(p.hostPort)], why, undefined, [0, 1]);
+    if (/ENOENT/.test(r.stderr)) {
+      step('conntrack', 'not installed', 'stale UDP flows to published ports are left to expire (install conntrack to delete them)');
+      return;
+    }
+  }
+}
+
 const ifIndex = (ifname: string): number => Number(/^eth(\d+)$/.exec(ifname)?.[1] ?? 1e6);
 
 /** The lowest ethN that none of the container's endpoints uses: after a disconnect, eth1 may be free while eth2 is not. */
@@ -267,6 +289,7 @@ function connectLocked(def: NetworkDef, pid: number, ep: Omit<Endpoint, 'ip' | '
     const inside = `addr add ${e.ip}/${s.prefix} dev ${ifname}\nlink set ${ifname} up\n${defaultRoute ? `route add default via ${def.gateway}\n` : ''}`;
     cmd('nsenter', ['-t', String(pid), '-n', 'ip', '-batch', '-'], `inside the container's netns: address ${e.ip}/${s.prefix} on ${ifname}${defaultRoute ? `, default route via ${def.gateway}` : ''}`, inside);
     applyRuleset(listBridges(), listEndpoints(), appliedPath());
+    forgetUdpFlows(e.ports, `UDP flows to host port(s) ${e.ports.filter((p) => p.proto === 'udp').map((p) => p.hostPort).join(',')} tracked before this DNAT rule would keep their old destination`);
     return e;
   } catch (err) {
     removeEndpoint(e);
@@ -288,6 +311,7 @@ function disconnectLocked(root: string, id: string, bridge?: string): Endpoint[]
   }
   if (mine.length) {
     reconcile();
+    forgetUdpFlows(mine.flatMap((e) => e.ports), `UDP flows DNATed to container ${id.slice(0, 12)} would keep going to its released address`);
     refreshHosts(new Set(mine.map((e) => e.bridge)), listEndpoints(), bridge ? mine : []);
   }
   return mine;

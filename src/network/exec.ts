@@ -16,11 +16,11 @@ export interface CmdResult {
   stderr: string;
 }
 
-/** Runs CMD ARGS (with INPUT on stdin), narrated as a `net` step. Never throws. */
-export function tryCmd(cmd: string, args: string[], why: string, input?: string): CmdResult {
+/** Runs CMD ARGS (with INPUT on stdin), narrated as a `net` step. Never throws. OK: the exit statuses that mean success. */
+export function tryCmd(cmd: string, args: string[], why: string, input?: string, okStatus: number[] = [0]): CmdResult {
   const t0 = tracer.on ? tracer.now() : undefined;
   const r = spawnSync(cmd, args, { input: input ?? '', encoding: 'utf8', timeout: 20_000, stdio: ['pipe', 'pipe', 'pipe'] });
-  const ok = r.status === 0;
+  const ok = r.status !== null && okStatus.includes(r.status);
   const stderr = r.error ? r.error.message : (r.stderr ?? '');
   if (tracer.on) {
     const shown = input ? `${args.join(' ')} <<< ${JSON.stringify(input.length > 300 ? input.slice(0, 300) + '...' : input)}` : args.join(' ');

@@ -5,7 +5,7 @@
 // tsrun's table are host-wide, other engineers' containers use them): each test removes
 // the containers and networks it made, then checks that nothing of its own is left.
 import { execFileSync } from 'node:child_process';
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { existsSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -44,6 +44,16 @@ function endpoints(): EndpointFile[] {
   return out;
 }
 
+/** conntrack(8): tsrun deletes stale UDP flows with it; without it that part is not checked. */
+const hasConntrack = (() => {
+  try {
+    execFileSync('conntrack', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
 const ruleset = (): string => execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
 
 function hostAddress(): string {
@@ -61,14 +71,14 @@ async function httpGet(url: string): Promise<string> {
 }
 
 /**
- * One UDP request/answer from the host, retried a few times (UDP may drop a datagram;
- * each try uses a fresh socket, so a fresh source port and conntrack entry): at most
- * 5 tries of 2 s.
+ * One UDP request/answer from the host, retried a few times (UDP may drop a datagram):
+ * at most 5 tries of 2 s. Each try uses a fresh socket (a fresh source port, so a fresh
+ * conntrack flow) unless KEEP is given: a client that keeps its source port.
  */
-async function udpAsk(host: string, port: number, text: string): Promise<string> {
+async function udpAsk(host: string, port: number, text: string, keep?: Socket): Promise<string> {
   let last: unknown;
   for (let i = 0; i < 5; i++) {
-    const s = createSocket('udp4');
+    const s = keep ?? createSocket('udp4');
     try {
       return await new Promise<string>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`no UDP answer from ${host}:${port} within 2 s`)), 2000);
@@ -85,7 +95,9 @@ async function udpAsk(host: string, port: number, text: string): Promise<string>
     } catch (e) {
       last = e;
     } finally {
-      s.close();
+      s.removeAllListeners('message');
+      s.removeAllListeners('error');
+      if (!keep) s.close();
     }
   }
   throw last;
@@ -246,7 +258,7 @@ describe('published ports and connect/disconnect', () => {
     expect(endpoints().filter((e) => e.root === sb.root)).toEqual([]);
   }, 120_000);
 
-  it('-p HOST:CTR/udp reaches a UDP server in the container from 127.0.0.1 and the host\'s address', async () => {
+  it('-p HOST:CTR/udp reaches a UDP server in the container from 127.0.0.1 and the host\'s address; a client that keeps its source port reaches the next container on that port', async () => {
     // busybox-static has no UDP server (no udpsvd, no nc -u): the host's python3 runs in
     // the container from a read-only bind of the host's /usr (Debian's /lib and /lib64
     // are symlinks into /usr, made here in the test's own rootfs).
@@ -262,7 +274,7 @@ describe('published ports and connect/disconnect', () => {
       'print("ready", flush=True)',
       'while True:',
       '    d, a = s.recvfrom(2048)',
-      '    s.sendto(b"pong " + d, a)',
+      '    s.sendto(sys.argv[1].encode() + b" " + d, a)',
       '',
     ].join('\n'));
     // The kernel's pick of a free UDP port, for a fixed HOST:CTR mapping.
@@ -271,21 +283,46 @@ describe('published ports and connect/disconnect', () => {
     const port = probe.address().port;
     probe.close();
     made.ports.push(port);
-    const sub = sb.spawn(['run', '--rm', '--name', 'udp', '--rootfs', rootfs, '-v', '/usr:/usr:ro', '-v', `${srv}:/udp-echo.py:ro`, '-p', `${port}:5353/udp`,
-      '--', '/usr/bin/python3', '/udp-echo.py'], { timeoutMs: 60_000 });
+    const serve = (name: string) => sb.spawn(['run', '--rm', '--name', name, '--rootfs', rootfs, '-v', '/usr:/usr:ro', '-v', `${srv}:/udp-echo.py:ro`, '-p', `${port}:5353/udp`,
+      '--', '/usr/bin/python3', '/udp-echo.py', name], { timeoutMs: 60_000 });
+    // A client that keeps its source port across both containers, like a DNS or syslog client.
+    const client = createSocket('udp4');
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', () => r()));
     try {
-      await waitForOutput(sub, /ready/, 30_000);
-      const ep = mine().find((e) => e.name === 'udp')!;
-      expect(ruleset()).toContain(`udp dport ${port} dnat to ${ep.ip}:5353`);
-      const p = await sb.tsrun(['port', 'udp']);
-      expect(p.stdout).toBe(`5353/udp -> 0.0.0.0:${port}\n`);
-      expect(await udpAsk('127.0.0.1', port, 'via loopback')).toBe('pong via loopback');
-      expect(await udpAsk(hostAddress(), port, 'via host address')).toBe('pong via host address');
-      // The same port number over TCP is not published: nothing answers there but tsrun's hold on UDP.
-      expect(ruleset()).not.toContain(`tcp dport ${port} dnat`);
+      const first = serve('udp1');
+      let ep1: EndpointFile;
+      try {
+        await waitForOutput(first, /ready/, 30_000);
+        ep1 = mine().find((e) => e.name === 'udp1')!;
+        expect(ruleset()).toContain(`udp dport ${port} dnat to ${ep1.ip}:5353`);
+        const p = await sb.tsrun(['port', 'udp1']);
+        expect(p.stdout).toBe(`5353/udp -> 0.0.0.0:${port}\n`);
+        expect(await udpAsk('127.0.0.1', port, 'via loopback')).toBe('udp1 via loopback');
+        expect(await udpAsk(hostAddress(), port, 'via host address')).toBe('udp1 via host address');
+        expect(await udpAsk('127.0.0.1', port, 'kept port', client)).toBe('udp1 kept port');
+        // The same port number over TCP is not published.
+        expect(ruleset()).not.toContain(`tcp dport ${port} dnat`);
+      } finally {
+        first.kill('SIGTERM');
+        expectExit(await first, 0);
+      }
+      expect(ruleset()).not.toContain(`dport ${port} dnat`);
+      if (!hasConntrack) return; // apt-get install conntrack to check the rest
+      // The next container on the same host port has another address (allocation is
+      // round robin). The kernel NATs a flow on its first packet only: unless tsrun deletes
+      // the flow's conntrack entry, the client's datagrams keep going to udp1's old address.
+      const second = serve('udp2');
+      try {
+        await waitForOutput(second, /ready/, 30_000);
+        const ep2 = mine().find((e) => e.name === 'udp2')!;
+        expect(ep2.ip).not.toBe(ep1.ip);
+        expect(await udpAsk('127.0.0.1', port, 'same client', client)).toBe('udp2 same client');
+      } finally {
+        second.kill('SIGTERM');
+        expectExit(await second, 0);
+      }
     } finally {
-      sub.kill('SIGTERM');
-      expectExit(await sub, 0);
+      client.close();
     }
     expect(ruleset()).not.toContain(`dport ${port} dnat`);
   }, 120_000);

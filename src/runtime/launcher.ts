@@ -52,7 +52,7 @@ let prewarmed: Worker | undefined;
  * its plan by message. unref(): a command that fails early still exits at once.
  */
 export function prewarmSetupWorker(k: Kernel): void {
-  if (prewarmed) return;
+  if (prewarmed || adoptEarlyWorker()) return;
   // Load koffi on this thread *before* the worker loads it too: two threads
   // registering the addon at the same moment crashed Node now and then
   // ("FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw", seen under 50
@@ -74,12 +74,27 @@ export function prewarmSetupWorker(k: Kernel): void {
 let prewarmedReady: Promise<void> = Promise.resolve();
 
 /**
+ * bin/load-bundle.cjs may have started the worker before this bundle was evaluated (it
+ * loads koffi first, as above), and left it under this symbol: take it over.
+ */
+function adoptEarlyWorker(): boolean {
+  const key = Symbol.for('tsrun.setupWorker');
+  const early = (globalThis as Record<symbol, unknown>)[key] as { worker: Worker; ready: Promise<void> } | undefined;
+  if (!early) return false;
+  delete (globalThis as Record<symbol, unknown>)[key];
+  prewarmed = early.worker;
+  prewarmedReady = early.ready;
+  return true;
+}
+
+/**
  * Ends a pre-started worker that was never used (the command failed early). Node's exit
  * would stop it wherever it is, and stopped inside koffi's addon initialisation it
  * aborts the whole process (FATAL ERROR ... napi_throw); so wait until it is past that
  * (it says "ready"), then terminate it.
  */
 export async function retireUnusedWorker(): Promise<void> {
+  if (!prewarmed) adoptEarlyWorker();
   const w = prewarmed;
   if (!w) return;
   prewarmed = undefined;
@@ -89,6 +104,7 @@ export async function retireUnusedWorker(): Promise<void> {
 
 export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Promise<Launched> {
   const t0 = tracer.on ? tracer.now() : undefined;
+  if (!prewarmed) adoptEarlyWorker();
   const worker = prewarmed ?? new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
   prewarmed = undefined;
   worker.ref();

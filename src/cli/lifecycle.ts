@@ -22,7 +22,7 @@ import {
   type HealthConfig, type Observed, type Record, createRecord, listRecords, loadContainer, observe, parseRestart, readRecord,
   recordDir, removeRecord, renameRecord, repairIfOrphaned, resolveContainer, updateState,
 } from '../engine/containers.js';
-import { LogFollower, format, logPath, parseLogOpts, parseSince, readAll, select } from '../engine/logs.js';
+import { ForegroundLog, LogFollower, format, logPath, parseLogOpts, parseSince, readAll, select } from '../engine/logs.js';
 import { attachTerminal, callMonitor } from '../engine/monitor/client.js';
 import { DEFAULT_DETACH_KEYS, DetachScanner, parseDetachKeys } from '../engine/monitor/detach-keys.js';
 import { startExec } from '../engine/monitor/exec.js';
@@ -186,14 +186,24 @@ export async function runContainer(k: Kernel, req: RunContainerRequest): Promise
   updateState(req.paths, rec.id, (s) => {
     s.startedAt = new Date().toISOString();
   });
+  // docker logs every container, foreground ones too. With --rm nobody could read the
+  // log, so there the container writes straight to tsrun's stdout and stderr (no copy).
+  const terminal = req.spec.process?.terminal === true;
+  const flog = o.rm ? undefined : new ForegroundLog(logPath(recordDir(req.paths, rec.id), rec.id), logConfig,
+    terminal ? null : () => k.pipe('the container\'s output: tsrun copies it to its own and into the log'));
   let result: RunResult;
   try {
-    result = await runForeground(k, { id: req.id, spec: req.spec, rootfs: req.rootfs, bundle: req.bundle, paths: req.paths, overlay: req.overlay, interactive: req.interactive });
+    result = await runForeground(k, {
+      id: req.id, spec: req.spec, rootfs: req.rootfs, bundle: req.bundle, paths: req.paths, overlay: req.overlay, interactive: req.interactive,
+      ...(flog?.output ? { output: flog.output } : {}), ...(flog && terminal ? { onTtyOutput: flog.onTtyOutput } : {}),
+    });
   } catch (e) {
+    await flog?.finish();
     const c = e instanceof TsrunError ? e.exitCode : 125;
     finishForeground(req, c, false, (e as Error).message);
     throw e;
   }
+  await flog?.finish();
   finishForeground(req, result.code, result.oomKilled);
   if (result.oomKilled) process.stderr.write(`tsrun: ${OOM_MESSAGE}\n`);
   return result.code;
@@ -273,7 +283,7 @@ function inspectObject(p: Paths, r: Record): object {
       ...(r.state.health ? { Health: { Status: r.state.health.status, FailingStreak: r.state.health.failingStreak, Log: r.state.health.log.map((l) => ({ Start: l.start, End: l.end, ExitCode: l.exitCode, Output: l.output })) } } : {}),
     },
     Image: r.image,
-    LogPath: r.foreground ? '' : logPath(recordDir(p, r.id), r.id),
+    LogPath: logPath(recordDir(p, r.id), r.id),
     Name: `/${r.name}`,
     RestartCount: r.state.restartCount,
     Driver: r.overlay ? 'overlay' : 'rootfs',
@@ -729,7 +739,6 @@ export function registerLifecycle(program: Command): void {
     .action(async (ref: string, opts: { follow: boolean; tail: string; since?: string; timestamps: boolean }, cmd: Command) => {
       const c = ctxOf(cmd);
       const r = loadContainer(c.paths, ref);
-      if (r.foreground) throw new TsrunError('USAGE', `container ${r.name} ran in the foreground: its output went to the terminal and was not logged`, { hint: 'run it with -d to keep its logs' });
       const tail = opts.tail === 'all' ? undefined : Number(opts.tail);
       if (tail !== undefined && !Number.isInteger(tail)) throw new TsrunError('USAGE', `--tail ${opts.tail}: use a number or "all"`);
       const sel = { tail, sinceMs: opts.since ? parseSince(opts.since) : undefined, timestamps: opts.timestamps };

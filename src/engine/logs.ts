@@ -3,7 +3,8 @@
 // so stdout and stderr stay apart and every line keeps the time it was read. The
 // monitor writes them; `logs` reads them. Rotation (--log-opt max-size/max-file)
 // renames <id>-json.log to .1, .1 to .2 ... and drops the oldest, as docker does.
-import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants as FS, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { TsrunError } from '../errors.js';
 
@@ -206,5 +207,74 @@ export class LogFollower {
     if (nl < 0) return;
     for (const e of parseLines(this.buf.slice(0, nl + 1))) onEntry(e);
     this.buf = this.buf.slice(nl + 1);
+  }
+}
+
+/**
+ * The log of a foreground `tsrun run` (docker keeps one for every container): the
+ * container writes into pipes, and tsrun passes each chunk on to its own stdout or
+ * stderr and into the json log, the two streams kept apart. They are anonymous pipes
+ * (a FIFO would show the container a host path in /proc/self/fd/1); once tsrun closes
+ * its copy of the write ends, the copy reads EOF when the container (and anything it
+ * left holding its stdout) is gone.
+ * With -t there are no pipes: the pty's output is logged as stdout, as docker does.
+ */
+export class ForegroundLog {
+  private readonly writer: LogWriter;
+  private readonly childEnds: number[] = [];
+  private readonly readers: net.Socket[] = [];
+  private readonly ended: Array<Promise<void>> = [];
+  /** the fds to give the container as its stdout and stderr (none with -t) */
+  readonly output?: { stdout: number; stderr: number };
+
+  /** `pipe` makes [read end, write end], both close-on-exec; null: no pipes (-t) */
+  constructor(path: string, logConfig: { maxSize: number; maxFile: number }, pipe: (() => [number, number]) | null) {
+    this.writer = new LogWriter(path, logConfig.maxSize, logConfig.maxFile);
+    if (pipe === null) return;
+    try {
+      for (const stream of ['stdout', 'stderr'] as const) {
+        const [r, w] = pipe();
+        this.childEnds.push(w);
+        const dest = stream === 'stdout' ? process.stdout : process.stderr;
+        const sock = new net.Socket({ fd: r, readable: true, writable: false });
+        // Whoever reads tsrun's output went away (`tsrun run ... | head -1`): close the
+        // pipe, so the container gets SIGPIPE as it would writing there directly.
+        dest.on('error', () => sock.destroy());
+        sock.on('data', (chunk: Buffer) => {
+          this.writer.write(stream, chunk);
+          if (!dest.destroyed) dest.write(chunk);
+        });
+        this.ended.push(new Promise((res) => {
+          sock.on('end', () => res());
+          sock.on('close', () => res());
+          sock.on('error', () => res());
+        }));
+        this.readers.push(sock);
+      }
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+    this.output = { stdout: this.childEnds[0]!, stderr: this.childEnds[1]! };
+  }
+
+  /** for -t: what the terminal shows goes to the log as stdout */
+  readonly onTtyOutput = (chunk: Buffer): void => this.writer.write('stdout', chunk);
+
+  /** After the container is gone: drain the pipes (bounded, in case something still holds them), then close the log. */
+  async finish(): Promise<void> {
+    for (const fd of this.childEnds.splice(0)) closeSync(fd);
+    await Promise.race([Promise.all(this.ended), new Promise((r) => setTimeout(r, 2000).unref())]);
+    this.close();
+  }
+
+  private close(): void {
+    for (const fd of this.childEnds.splice(0)) closeSync(fd);
+    for (const s of this.readers.splice(0)) s.destroy();
+    try {
+      this.writer.close();
+    } catch {
+      /* closed already */
+    }
   }
 }

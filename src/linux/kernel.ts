@@ -111,6 +111,8 @@ export interface Kernel {
   pidfdOpen(pid: number, why?: string): number;
   /** pidfd_getfd(pidfd, targetfd, 0) (Linux 5.6+): a copy (close-on-exec) of another process's descriptor; needs ptrace access to it */
   pidfdGetfd(pidfd: number, targetFd: number, why?: string): number;
+  /** pipe2(O_CLOEXEC): [read end, write end]; an anonymous pipe names no host path, unlike a FIFO */
+  pipe(why?: string): [number, number];
 }
 
 /** The default "why" of every wrapper. A test checks that each Kernel method has one. */
@@ -162,6 +164,7 @@ export const SYSCALL_DOCS: Record<string, string> = {
   setxattr: 'set an extended attribute (overlayfs reads trusted.overlay.opaque; file capabilities live in security.capability)',
   lsetxattr: 'set an extended attribute on a path without following a symlink at its end',
   bpf: 'load or attach an eBPF program (the cgroup v2 device filter)',
+  pipe2: 'make an anonymous pipe',
   pidfd_open: 'get a descriptor for a process, so a reused pid cannot be mistaken for it',
   pidfd_getfd: 'copy a descriptor out of another process (a -dt container\'s pty master, kept by its holder while no monitor ran)',
 };
@@ -178,7 +181,7 @@ export const KERNEL_METHOD_SYSCALL: Record<keyof Kernel, string> = {
   writeFile: 'write', gettid: 'gettid', exitNow: '_exit', sendFd: 'sendmsg', umask: 'umask', fsopen: 'fsopen', fsconfigString: 'fsconfig',
   fsconfigCreate: 'fsconfig', fsmount: 'fsmount', moveMount: 'move_mount', openTree: 'open_tree',
   statFd: 'fstat', setxattr: 'setxattr', lsetxattr: 'lsetxattr', bpfProgLoad: 'bpf', bpfProgAttach: 'bpf',
-  pidfdOpen: 'pidfd_open', pidfdGetfd: 'pidfd_getfd',
+  pidfdOpen: 'pidfd_open', pidfdGetfd: 'pidfd_getfd', pipe: 'pipe2',
 };
 
 /** A failed kernel call: the syscall, the errno by name, and what it was called on. */

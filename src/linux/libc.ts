@@ -527,6 +527,13 @@ export class LinuxKernel implements Kernel {
     return this.call('open_tree', () => `AT_FDCWD, ${quote(path)}, OPEN_TREE_CLONE${recursive ? '|AT_RECURSIVE' : ''}`, why, () => f(n, 'int', AT_FDCWD, 'str', path, 'unsigned int', flags));
   }
 
+  pipe(why?: string): [number, number] {
+    const f = libc().fn('int pipe2(void *, int)');
+    const fds = Buffer.alloc(8);
+    this.call('pipe2', () => 'O_CLOEXEC', why, () => f(fds, 0o2000000 /* O_CLOEXEC */));
+    return [fds.readInt32LE(0), fds.readInt32LE(4)];
+  }
+
   pidfdOpen(pid: number, why?: string): number {
     const f = libc().fn('long syscall(long, ...)');
     const n = nr('pidfd_open');

@@ -33,7 +33,7 @@ export const WHY_INDEX: Record<KernelMethod, number | null> = {
   prlimit: 4, seccompSetFilter: 2, fcntl: null, closeRange: 3, ioctl: 3, kill: 2, wait: null, spawn: 1,
   writeFile: 2, gettid: null, exitNow: null, sendFd: 2, umask: null, fsopen: 1, fsconfigString: 3, fsconfigCreate: 1, fsmount: 2,
   moveMount: 3, openTree: 2, statFd: null, setxattr: 4, lsetxattr: 4, bpfProgLoad: 3, bpfProgAttach: 4,
-  pidfdOpen: 1, pidfdGetfd: 2,
+  pidfdOpen: 1, pidfdGetfd: 2, pipe: 0,
 };
 
 interface Failure {
@@ -295,6 +295,10 @@ export class RecordingKernel implements Kernel {
   openTree(path: string, recursive: boolean, why?: string): number {
     this.rec('openTree', [path, recursive, why]);
     return this.fd(path, false);
+  }
+  pipe(why?: string): [number, number] {
+    this.rec('pipe', [why]);
+    return [this.fd('pipe:r', false), this.fd('pipe:w', false)];
   }
   pidfdOpen(pid: number, why?: string): number {
     this.rec('pidfdOpen', [pid, why]);

@@ -35,6 +35,10 @@ export interface RunRequest {
    * annotation asks for (none for a plain OCI spec).
    */
   network?: Pick<NetworkAttachment, 'prepare' | 'attach' | 'release'>;
+  /** lifecycle (issue 5): parent fds for the container's stdout and stderr (default tsrun's own 1 and 2), e.g. pipes tsrun copies into the log */
+  output?: { stdout: number; stderr: number };
+  /** lifecycle (issue 5): also sees what the container writes to its terminal (-t), e.g. for its log */
+  onTtyOutput?: (chunk: Buffer) => void;
 }
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
@@ -97,8 +101,8 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<RunResu
     cgroup.create(); // cgroups (issue 4)
     const stdio: SpawnStdio[] = [
       req.interactive ? { fd: 0, from: { parentFd: 0 } } : { fd: 0, from: { path: '/dev/null', flags: 0 } },
-      { fd: 1, from: { parentFd: 1 } },
-      { fd: 2, from: { parentFd: 2 } },
+      { fd: 1, from: { parentFd: req.output?.stdout ?? 1 } },
+      { fd: 2, from: { parentFd: req.output?.stderr ?? 2 } },
     ];
     const size = process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : { rows: 24, cols: 80 };
     const launched = await launch(
@@ -118,7 +122,7 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<RunResu
     writeJson(join(dir, 'state.json'), { ...state, status: 'created', pid, pidStart: procStartTime(pid) });
     const exit = waitExit(k, pid);
     for (const s of FORWARDED) process.on(s, () => forward(k, pid!, s));
-    if (launched.ptyMaster !== null) restoreTty = attachTty(k, launched.ptyMaster, req.interactive);
+    if (launched.ptyMaster !== null) restoreTty = attachTty(k, launched.ptyMaster, req.interactive, req.onTtyOutput);
     else process.on('SIGWINCH', () => forward(k, pid!, 'SIGWINCH'));
     openGate(k, dir, pid);
     try {
@@ -166,8 +170,9 @@ export function drainTty(): Promise<void> {
 }
 
 /** Connects the caller's terminal to the container's pty: raw mode, output, input, window size. */
-export function attachTty(k: Kernel, master: number, interactive: boolean): () => void {
+export function attachTty(k: Kernel, master: number, interactive: boolean, onOutput?: (chunk: Buffer) => void): () => void {
   const out = new tty.ReadStream(master);
+  if (onOutput) out.on('data', onOutput);
   drain = new Promise((resolve) => {
     out.on('error', () => resolve()); // EIO: every holder of the pty slave is gone
     out.on('end', () => resolve());

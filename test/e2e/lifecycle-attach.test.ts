@@ -80,6 +80,29 @@ describe('lifecycle: attach', () => {
     }
   });
 
+  it('foreground runs keep their output in the json log (stdout and stderr apart, -t as stdout); --rm keeps none', async () => {
+    const r = await ts(['run', '--name', 'fg', '--rootfs', sb.rootfs(), '--', 'sh', '-c', 'echo out1; echo err1 >&2; echo out2; readlink /proc/self/fd/1; printf tail; exit 3']);
+    expectExit(r, 3);
+    expect(r.stdout).toMatch(/^out1\nout2\npipe:\[\d+\]\ntail$/); // an anonymous pipe: no host path
+    expect(r.stderr).toBe('err1\n');
+    const l = await ts(['logs', 'fg']);
+    expect(l.stdout).toBe(r.stdout);
+    expect(l.stderr).toBe('err1\n');
+    expect(await inspect('fg', '{{.LogPath}}')).toBe(join(sb.root, 'containers', await inspect('fg', '{{.Id}}'), `${await inspect('fg', '{{.Id}}')}-json.log`));
+    // more than a pipe's worth, in order
+    const big = await ts(['run', '--name', 'big', '--rootfs', sb.rootfs(), '--', 'sh', '-c', 'i=0; while [ $i -lt 3000 ]; do echo "line $i"; i=$((i+1)); done']);
+    expectExit(big, 0);
+    const lines = (await ts(['logs', 'big'])).stdout.trim().split('\n');
+    expect(lines).toEqual(Array.from({ length: 3000 }, (_, i) => `line ${i}`));
+    expect(big.stdout.trim().split('\n')).toEqual(lines);
+    const t = await ts(['run', '-t', '--name', 'fgt', '--rootfs', sb.rootfs(), '--', 'sh', '-c', 'echo on-tty; echo also >&2']);
+    expectExit(t, 0);
+    expect((await ts(['logs', 'fgt'])).stdout).toBe('on-tty\r\nalso\r\n');
+    expectExit(await ts(['run', '--rm', '--rootfs', sb.rootfs(), '--', 'echo', 'gone']), 0);
+    expect((await ts(['ps', '-aq'])).stdout.trim().split('\n')).toHaveLength(3);
+    expectExit(await ts(['rm', 'fg', 'big', 'fgt']), 0);
+  });
+
   it('run -di: attach pipes stdin in and the output out; the container never reads EOF; attach ends with its exit status', async () => {
     await runD(['-i', '--name', 'cat'], ['cat']);
     // A first attach sends a line, sees it come back, and closes its stdin.

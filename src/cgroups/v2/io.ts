@@ -20,7 +20,10 @@ export function applyIo(c: Ctl, bio: Resources['blockIO']): void {
   for (const [key, name, flag] of THROTTLES) {
     for (const d of (bio[key] as ThrottleDevice[] | undefined) ?? []) {
       // One line per write: io.max parses a single "MAJ:MIN key=value..." per write(2).
-      c.write('io.max', `${d.major}:${d.minor} ${name}=${d.rate}`, { flag, field: `linux.resources.blockIO.${key}`, value: `${d.major}:${d.minor} ${d.rate}` });
+      // A rate of 0 means "no limit", as v1's throttle files read it (docker and
+      // `update` use it to lift a limit); io.max answers ERANGE to 0 and wants "max".
+      const rate = d.rate === 0 ? 'max' : String(d.rate);
+      c.write('io.max', `${d.major}:${d.minor} ${name}=${rate}`, { flag, field: `linux.resources.blockIO.${key}`, value: `${d.major}:${d.minor} ${d.rate}` });
     }
   }
 }

@@ -344,6 +344,40 @@ describe.skipIf(SKIP !== null)(`block I/O limits (${V2 ? 'cgroup v2 io' : 'v1 bl
     expect(zeroedBlocks(), `writes in ${WINDOW} s without a limit`).toBeGreaterThanOrEqual(400);
   }, T(90_000));
 
+  it('update changes a throttle live, and a rate of 0 lifts it (v1 reads 0 as no limit; v2 is written max)', async () => {
+    const rootfs = sb.rootfs();
+    const show = V2 ? `grep "^${dev} " ${INSIDE}/io.max` : `cat ${INSIDE}/blkio.throttle.read_bps_device`;
+    const sub = sb.spawn(['run', '--rootfs', rootfs, '--device', loop, '--device-read-bps', `${loop}:1mb`, '--', 'sh', '-c',
+      `${show}; echo ready; while [ ! -e /tmp/go ]; do sleep 0.05; done; ${show}; echo ---; timeout ${WINDOW} dd if=${loop} bs=64k iflag=direct 2>/dev/null | wc -c`], opts());
+    const ready = waitForOutput(sub, /ready\n/, T(15_000));
+    ready.catch(() => undefined); // awaited below; an earlier failure must not leave it unhandled
+    try {
+      const s = await runningState(sub);
+      await ready;
+      const file = join(ioDir(s.cgroupsPath), V2 ? 'io.max' : 'blkio.throttle.read_bps_device');
+      const line = (): string => readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith(`${dev} `)) ?? '';
+      expect(line()).toBe(V2 ? `${dev} rbps=${MiB} wbps=max riops=max wiops=max` : `${dev} ${MiB}`);
+
+      const u2 = await sb.tsrun(['update', '--device-read-bps', `${loop}:2mb`, s.id.slice(0, 12)], opts());
+      expectExit(u2, 0);
+      expect(line()).toBe(V2 ? `${dev} rbps=${2 * MiB} wbps=max riops=max wiops=max` : `${dev} ${2 * MiB}`);
+      const u0 = await sb.tsrun(['update', '--device-read-bps', `${loop}:0`, s.id.slice(0, 12)], opts());
+      expectExit(u0, 0);
+      // With every limit of a device lifted, the kernel drops its line from the file.
+      expect(line()).toBe('');
+
+      writeFileSync(join(rootfs, 'tmp', 'go'), '');
+      const r = await sub;
+      expectExit(r, 0);
+      const [before, after, bytes] = String(r.stdout).split(/ready\n|---\n/) as [string, string, string];
+      expect(before.trim()).toBe(V2 ? `${dev} rbps=${MiB} wbps=max riops=max wiops=max` : `${dev} ${MiB}`);
+      expect(after.trim()).toBe('');
+      expect(Number(bytes), `bytes read in ${WINDOW} s after the limit was lifted`).toBeGreaterThanOrEqual(16 * MiB);
+    } finally {
+      await release(sub, rootfs);
+    }
+  }, T(90_000));
+
   it('the bytes a container reads show in its cgroup\'s io stats and in tsrun stats BlockIO', async () => {
     const rootfs = sb.rootfs();
     const sub = sb.spawn(['run', '--rootfs', rootfs, '--device', loop, '--', 'sh', '-c',

@@ -18,7 +18,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 describe('lifecycle: attach', () => {
   const sb = useSandbox();
   const parent = `tsrun-e2e-at-${randomBytes(4).toString('hex')}`;
-  const env = { TSRUN_CGROUP_PARENT: parent };
+  const env: { [k: string]: string } = { TSRUN_CGROUP_PARENT: parent };
   const ts = (args: string[], opts: { input?: string; timeoutMs?: number } = {}) => sb.tsrun(args, { env, timeoutMs: 60_000, ...opts });
   const runD = async (flags: string[], cmd: string[]): Promise<string> => {
     const r = await ts(['run', '-d', '--rootfs', sb.rootfs(), ...flags, '--', ...cmd]);
@@ -101,6 +101,22 @@ describe('lifecycle: attach', () => {
     expectExit(await ts(['run', '--rm', '--rootfs', sb.rootfs(), '--', 'echo', 'gone']), 0);
     expect((await ts(['ps', '-aq'])).stdout.trim().split('\n')).toHaveLength(3);
     expectExit(await ts(['rm', 'fg', 'big', 'fgt']), 0);
+  });
+
+  it('TSRUN_MONITOR_LINGER_MS: an idle monitor lingers, the next run -d finds it, then it exits', async () => {
+    const lenv = { ...env, TSRUN_MONITOR_LINGER_MS: '2000' };
+    const a = await sb.tsrun(['run', '-d', '--rootfs', sb.rootfs(), '--', 'sleep', '1000'], { env: lenv });
+    expectExit(a, 0);
+    const m = monitorPid()!;
+    expectExit(await sb.tsrun(['rm', '-f', a.stdout.trim()], { env: lenv }), 0);
+    await sleep(500);
+    expect(alive(m)).toBe(true); // idle, within its grace
+    const b = await sb.tsrun(['run', '-d', '--rootfs', sb.rootfs(), '--', 'sleep', '1000'], { env: lenv });
+    expectExit(b, 0);
+    expect(monitorPid()).toBe(m);
+    expectExit(await sb.tsrun(['rm', '-f', b.stdout.trim()], { env: lenv }), 0);
+    await waitFor('the idle monitor to exit after its grace', () => !alive(m), 15_000);
+    expect(existsSync(join(sb.root, 'run', 'monitor.sock'))).toBe(false);
   });
 
   it('run -di: attach pipes stdin in and the output out; the container never reads EOF; attach ends with its exit status', async () => {

@@ -73,7 +73,9 @@ export async function callMonitor(paths: Paths, req: MonitorRequest, o: { start:
       if (code === 'ENOREPLY') {
         throw new TsrunError('STATE', 'the monitor went away while handling the request', { hint: 'check <runRoot>/monitor.log; a new monitor starts with the next command' });
       }
-      if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw e;
+      // ECONNRESET before any reply: a lingering monitor closed its socket as we
+      // connected, before accepting us, so it never saw the request.
+      if (code !== 'ENOENT' && code !== 'ECONNREFUSED' && code !== 'ECONNRESET') throw e;
       if (!o.start) throw new TsrunError('STATE', 'no monitor is running', { cause: e });
       if (Date.now() > deadline) throw new TsrunError('STATE', 'the monitor did not start', { hint: `see ${join(paths.runRoot, 'monitor.log')}` });
       // A monitor that exits meanwhile, or one that lost the race: start again after a while.

@@ -69,6 +69,15 @@ interface Pty {
   holder?: { pid: number; start: number };
 }
 
+/**
+ * How long an idle monitor waits for the next container before it exits
+ * (TSRUN_MONITOR_LINGER_MS). Off by default: bench/lifecycle.mjs measured `run -d` with
+ * the monitor starting at 215 ms, lingering 209 ms, already up 201 ms (medians, n=11,
+ * 2026-11-26): the start is no longer on the critical path, and the difference was
+ * within the noise, not worth an idle Node process per root.
+ */
+const LINGER_MS = ((v) => (v !== undefined && v !== '' && Number(v) >= 0 ? Number(v) : 0))(process.env.TSRUN_MONITOR_LINGER_MS);
+
 /** The holder of a -dt container's pty master: any long sleeper of the host will do. */
 const SLEEP = ['/usr/bin/sleep', '/bin/sleep'].find((p) => existsSync(p)) ?? 'sleep';
 /** the holder's fd that carries the pty master */
@@ -97,6 +106,8 @@ export class Monitor {
   private readonly me: { pid: number; start: number };
   private exiting = false;
   private idleTimer: NodeJS.Timeout | null = null;
+  /** when the monitor last became idle (null: busy, or asked something since) */
+  private idleSince: number | null = null;
 
   constructor(
     private readonly k: Kernel,
@@ -279,15 +290,17 @@ export class Monitor {
 
   private connection(c: net.Socket): void {
     this.active++;
+    this.idleSince = null; // asked again: the grace starts over
     let buf = '';
     let done = false;
     const finish = (reply: MonitorReply): void => {
       if (done) return;
       done = true;
       this.active--;
-      const exiting = this.idle();
+      const idle = this.idle();
+      const exiting = idle && LINGER_MS === 0;
       c.end(JSON.stringify({ ...reply, monitorPid: process.pid, exiting }) + '\n');
-      if (exiting) this.scheduleIdleCheck(0);
+      if (idle) this.scheduleIdleCheck(0);
     };
     c.on('error', () => finish({ ok: false }));
     c.on('close', () => finish({ ok: false }));
@@ -858,7 +871,15 @@ export class Monitor {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
       this.idleTimer = null;
-      if (this.idle()) this.exit();
+      if (!this.idle()) {
+        this.idleSince = null;
+        return;
+      }
+      this.idleSince ??= Date.now();
+      const left = this.idleSince + LINGER_MS - Date.now();
+      // A runtime dir that is gone (a reboot's tmpfs, a test's temp root) has nobody to wait for.
+      if (left <= 0 || !existsSync(socketPath(this.paths.runRoot))) this.exit();
+      else this.scheduleIdleCheck(Math.min(left, 1000));
     }, ms);
   }
 

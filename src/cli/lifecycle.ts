@@ -368,7 +368,7 @@ async function forEach(refs: string[], f: (ref: string) => Promise<void>, parall
 
 function stateOf(c: Ctx, ref: string): { r: Record; o: Observed } {
   let r = loadContainer(c.paths, ref);
-  r = repairIfOrphaned(c.paths, r);
+  r = repairIfOrphaned(c.paths, r, undefined, c.k);
   return { r, o: observe(c.paths, r) };
 }
 
@@ -672,7 +672,7 @@ export function registerLifecycle(program: Command): void {
           process.stderr.write(`tsrun: skipping container ${id.slice(0, 12)}: ${error}\n`);
           continue;
         }
-        const r = repairIfOrphaned(c.paths, record);
+        const r = repairIfOrphaned(c.paths, record, undefined, c.k);
         const o = observe(c.paths, r);
         const ok = filters.every(([k, v]) => {
           if (k === 'status') return o.status === v;
@@ -1002,7 +1002,7 @@ export function registerLifecycle(program: Command): void {
       process.stdout.write('Deleted Containers:\n');
       for (const { record } of listRecords(c.paths)) {
         if (!record) continue;
-        const r = repairIfOrphaned(c.paths, record);
+        const r = repairIfOrphaned(c.paths, record, undefined, c.k);
         const o = observe(c.paths, r);
         if (o.status !== 'exited' && o.status !== 'created') continue;
         if (o.status === 'created' && o.watcherAlive) continue;

@@ -9,6 +9,8 @@
 // checked against its start time (pids are reused). runRoot is a tmpfs on real hosts,
 // so after a reboot the runtime state is gone and every container reads as exited.
 import { withFileLock } from '../runtime/lock.js';
+import { removeStaleCgroup } from '../cgroups/manager.js';
+import type { Kernel } from '../linux/kernel.js';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsrunError } from '../errors.js';
@@ -253,6 +255,7 @@ export function renameRecord(p: Paths, ref: string, newName: string): void {
 
 /** Removes the record, its logs and (for image runs) the overlay's upper and work dirs. */
 export function removeRecord(p: Paths, id: string): void {
+  killPtyHolder(runtimeState(p, id)?.ptyHolder);
   rmSync(recordDir(p, id), { recursive: true, force: true });
   rmSync(stateDir(p, id), { recursive: true, force: true });
 }
@@ -285,7 +288,8 @@ export interface Observed {
 export function observe(p: Paths, r: Record): Observed {
   const rt = runtimeState(p, r.id);
   const watcher = rt?.owner ?? rt?.monitor;
-  const watcherAlive = !!watcher && isAlive(watcher.pid, watcher.start);
+  // A zombie watcher (killed, its reaper not there yet) records nothing any more.
+  const watcherAlive = !!watcher && !isZombieOrGone(watcher.pid, watcher.start);
   if (rt?.pid && rt.pidStart && !isZombieOrGone(rt.pid, rt.pidStart)) {
     return { status: rt.paused ? 'paused' : 'running', pid: rt.pid, rt, watcherAlive };
   }
@@ -301,11 +305,22 @@ export function observe(p: Paths, r: Record): Observed {
  * "unknown" status too), and drop the runtime state. Only when no live watcher could
  * still record the real code.
  */
-export function repairIfOrphaned(p: Paths, r: Record, o: Observed = observe(p, r)): Record {
+export function repairIfOrphaned(p: Paths, r: Record, o: Observed = observe(p, r), k?: Kernel): Record {
   if (o.status !== 'exited' || o.watcherAlive) return r;
   if (o.rt) {
-    // The runtime state of a dead container: nothing will clean it up but us.
-    rmSync(stateDir(p, r.id), { recursive: true, force: true });
+    // The runtime state of a dead container: nothing will clean it up but us. Its pty
+    // holder (-dt) and its cgroup are only found through that state, so they go first
+    // (a cgroup that will not go keeps the state, for a later retry).
+    killPtyHolder(o.rt.ptyHolder);
+    let keep = false;
+    if (k && o.rt.cgroupsPath && !o.rt.owner) {
+      try {
+        removeStaleCgroup(k, o.rt.cgroupsPath);
+      } catch {
+        keep = true;
+      }
+    }
+    if (!keep) rmSync(stateDir(p, r.id), { recursive: true, force: true });
   }
   if (r.state.finishedAt || !r.state.startedAt) return r;
   return updateState(p, r.id, (s) => {
@@ -315,6 +330,16 @@ export function repairIfOrphaned(p: Paths, r: Record, o: Observed = observe(p, r
     s.exitUnknown = true;
     s.error = 'the container exited while no tsrun process was watching it: its exit status is unknown';
   }) ?? r;
+}
+
+/** Ends a -dt container's pty holder, checked by pid + start time (pids are reused). */
+export function killPtyHolder(h: { pid: number; start: number } | undefined): void {
+  if (!h || !isAlive(h.pid, h.start)) return;
+  try {
+    process.kill(h.pid, 'SIGKILL');
+  } catch {
+    /* gone meanwhile */
+  }
 }
 
 export function writeRuntimeState(p: Paths, s: MonitorState): void {

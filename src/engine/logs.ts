@@ -3,7 +3,7 @@
 // so stdout and stderr stay apart and every line keeps the time it was read. The
 // monitor writes them; `logs` reads them. Rotation (--log-opt max-size/max-file)
 // renames <id>-json.log to .1, .1 to .2 ... and drops the oldest, as docker does.
-import { closeSync, constants as FS, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { TsrunError } from '../errors.js';

@@ -209,6 +209,26 @@ describe('lifecycle: attach', () => {
     expectExit(await ts(['rm', 'tty']), 0);
   });
 
+  it('a -dt container that dies while no monitor runs: the next command ends its pty holder', async () => {
+    // --network none: a dead monitor's network endpoint is the network GC's business, not this test's
+    const id = await runD(['-t', '--network', 'none', '--name', 'orphan'], ['sh', '-c', 'echo up; sleep 1000']);
+    const st = JSON.parse(readFileSync(join(sb.root, 'run', 'containers', id, 'state.json'), 'utf8')) as { pid: number; ptyHolder?: { pid: number } };
+    const holder = st.ptyHolder!.pid;
+    expect(alive(holder)).toBe(true);
+    expect(readFileSync(`/proc/${holder}/cmdline`, 'utf8').split('\0')[1]).toBe('infinity');
+    const m = monitorPid()!;
+    process.kill(m, 'SIGKILL');
+    await waitFor('the monitor to die', () => !alive(m));
+    await sleep(300);
+    expect(alive(holder)).toBe(true); // the terminal outlives the monitor
+    process.kill(st.pid, 'SIGKILL');
+    await waitFor('the container to die', () => !alive(st.pid));
+    // ps needs no monitor: it finds the container dead and unwatched, and cleans up after it
+    expect((await ts(['ps', '-a', '--format', '{{.Names}} {{.State}}'])).stdout).toBe('orphan exited\n');
+    await waitFor('the holder to be gone', () => !alive(holder), 5000);
+    expectExit(await ts(['rm', 'orphan']), 0);
+  });
+
   it.skipIf(!haveTmux())('kill -9 of the monitor: a -dt terminal stays up (no SIGHUP), a new monitor takes the pty back, logs and attach work, nothing is left', async () => {
     // The shell says if it ever gets SIGHUP: its terminal closing would send it.
     await runD(['-it', '--name', 'keep'], ['sh', '-c', 'trap "echo HUP >/got-hup" HUP; echo ready; sh; echo inner-exit']);

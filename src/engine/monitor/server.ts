@@ -36,7 +36,7 @@ import { type Paths, stateDir } from '../../runtime/state.js';
 import { lastCap } from '../../security/capabilities.js';
 import { ContainerCgroup } from '../../cgroups/container.js';
 import { removeStaleCgroup } from '../../cgroups/manager.js';
-import { type MonitorState, type Record, listRecords, readRecord, recordDir, removeRecord, repairIfOrphaned, runtimeState, updateState, writeRuntimeState, observe } from '../containers.js';
+import { type MonitorState, type Record, killPtyHolder, listRecords, readRecord, recordDir, removeRecord, repairIfOrphaned, runtimeState, updateState, writeRuntimeState, observe } from '../containers.js';
 import { LogWriter, logPath } from '../logs.js';
 import type { MonitorReply, MonitorRequest } from './protocol.js';
 import { socketPath } from './protocol.js';
@@ -203,7 +203,7 @@ export class Monitor {
         }, 100));
       } else if (!rt.monitor || !isAlive(rt.monitor.pid, rt.monitor.start)) {
         // Died (or never started) while no monitor watched it.
-        killHolder(rt.ptyHolder);
+        killPtyHolder(rt.ptyHolder);
         if (rt.cgroupsPath) this.removeCgroupQuietly(rt.cgroupsPath);
         repairIfOrphaned(this.paths, record);
       }
@@ -228,7 +228,7 @@ export class Monitor {
         w.pty.holder = rt.ptyHolder;
       } catch (e) {
         this.log(`the terminal of ${r.id.slice(0, 12)} is lost: ${(e as Error).message}`);
-        killHolder(rt.ptyHolder);
+        killPtyHolder(rt.ptyHolder);
       }
     }
     writeRuntimeState(this.paths, { ...rt, monitor: this.me });
@@ -850,7 +850,7 @@ export class Monitor {
       pty.attached.clear();
       pty.stream.destroy();
     }
-    killHolder(holder);
+    killPtyHolder(holder);
   }
 
   private removeCgroupQuietly(path: string): void {
@@ -899,15 +899,6 @@ export class Monitor {
       /* gone */
     }
     process.exit(0);
-  }
-}
-
-function killHolder(h: { pid: number; start: number } | undefined): void {
-  if (!h || !isAlive(h.pid, h.start)) return;
-  try {
-    process.kill(h.pid, 'SIGKILL');
-  } catch {
-    /* gone */
   }
 }
 

@@ -166,6 +166,30 @@ export class LinuxKernel implements Kernel {
     this.call('setdomainname', () => quote(name), why, () => f(name, Buffer.byteLength(name)));
   }
 
+  /**
+   * Like call(), for a syscall that Node itself makes synchronously on the calling thread
+   * (its errors carry -errno). kill goes this way so that a command needing nothing else
+   * (`tsrun-runtime delete` of a stopped container, `kill`) never loads koffi and libc,
+   * which cost 7-15 ms of such a command here. Not open/close: Node's close(2) of an fd
+   * it did not open warns in a worker thread (unmanaged fd tracking), and the setup
+   * thread closes koffi's fds.
+   */
+  private viaNode(name: string, detail: () => string, why: string | undefined, f: () => number): number {
+    const t0 = tracer.on ? tracer.now() : undefined;
+    let r: number;
+    try {
+      r = f();
+    } catch (e) {
+      const errno = -((e as NodeJS.ErrnoException).errno ?? 0);
+      if (!(errno > 0)) throw e;
+      const err = new KernelError(name, errno, detail());
+      if (tracer.on) tracer.emit('syscall', name, detail(), err.code, why ?? SYSCALL_DOCS[name] ?? '', t0, true);
+      throw err;
+    }
+    if (tracer.on) tracer.emit('syscall', name, detail(), String(r), why ?? SYSCALL_DOCS[name] ?? '', t0);
+    return r;
+  }
+
   open(path: string, flags: number, mode = 0, why?: string): number {
     const f = libc().fn('int open(const char*, int, ...)');
     return this.call('open', () => `${quote(path)}, ${openFlagNames(flags)}`, why, () => f(path, flags, 'uint32_t', mode), true);
@@ -318,8 +342,7 @@ export class LinuxKernel implements Kernel {
   }
 
   kill(pid: number, signal: number, why?: string): void {
-    const f = libc().fn('int kill(int, int)');
-    this.call('kill', () => `${pid}, ${signal}`, why, () => f(pid, signal));
+    this.viaNode('kill', () => `${pid}, ${signal}`, why, () => (process.kill(pid, signal), 0));
   }
 
   wait(pid: number, nohang: boolean): WaitResult | null {

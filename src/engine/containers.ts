@@ -263,16 +263,6 @@ export function removeRecord(p: Paths, id: string): void {
 // ---------------------------------------------------------------------------------
 // Status from the kernel.
 
-function isZombieOrGone(pid: number, start: number): boolean {
-  if (procStartTime(pid) !== start) return true;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] === 'Z';
-  } catch {
-    return true;
-  }
-}
-
 export function runtimeState(p: Paths, id: string): MonitorState | null {
   return readState(stateDir(p, id)) as MonitorState | null;
 }
@@ -289,8 +279,8 @@ export function observe(p: Paths, r: Record): Observed {
   const rt = runtimeState(p, r.id);
   const watcher = rt?.owner ?? rt?.monitor;
   // A zombie watcher (killed, its reaper not there yet) records nothing any more.
-  const watcherAlive = !!watcher && !isZombieOrGone(watcher.pid, watcher.start);
-  if (rt?.pid && rt.pidStart && !isZombieOrGone(rt.pid, rt.pidStart)) {
+  const watcherAlive = !!watcher && isAlive(watcher.pid, watcher.start);
+  if (rt?.pid && rt.pidStart && isAlive(rt.pid, rt.pidStart)) {
     return { status: rt.paused ? 'paused' : 'running', pid: rt.pid, rt, watcherAlive };
   }
   if (rt?.restarting && watcherAlive) return { status: 'restarting', pid: 0, rt, watcherAlive };

@@ -19,7 +19,7 @@ import { cgroupManager, removeStaleCgroup } from '../cgroups/manager.js';
 import type { CgroupManager } from '../cgroups/types.js';
 import { killQuietly, launch, openGate } from './launcher.js';
 import { GATE_NAME } from './protocol.js';
-import { processesInPidns, procStartTime } from './proc-scan.js';
+import { isAlive, processesInPidns, procStartTime } from './proc-scan.js';
 import { attachTty, drainTty, requireRoot, waitExit } from './run.js';
 import { type Paths, containersDir, createStateDir, stateDir, writeJson } from './state.js';
 
@@ -79,19 +79,8 @@ export function loadRecord(p: Paths, id: string): ContainerRecord {
   }
 }
 
-/** A zombie has exited: only its parent's wait is missing. */
-function alive(pid: number, start: number): boolean {
-  if (procStartTime(pid) !== start) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
 export function statusOf(p: Paths, r: ContainerRecord): OciStatus {
-  if (!alive(r.pid, r.pidStart)) return 'stopped';
+  if (!isAlive(r.pid, r.pidStart)) return 'stopped';
   if (existsSync(join(stateDir(p, r.id), GATE_NAME))) return 'created';
   return r.cgroupsPath && isFrozen(r.cgroupsPath) ? 'paused' : 'running';
 }
@@ -242,7 +231,7 @@ export async function deleteContainer(k: Kernel, p: Paths, id: string, force: bo
   if (status !== 'stopped') {
     killQuietly(k, r.pid);
     const deadline = Date.now() + 10_000;
-    while (alive(r.pid, r.pidStart) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+    while (isAlive(r.pid, r.pidStart) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
   }
   if (r.cgroupsPath) removeStaleCgroup(k, r.cgroupsPath);
   runHooks(r.spec, 'poststop', ociState(p, r, 'stopped'));

@@ -1,19 +1,30 @@
 // Small readers of /proc used by the launcher and the garbage collector.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
-/** Field 22 of /proc/PID/stat: start time in clock ticks since boot. With the pid it identifies a process even after pid reuse. */
-export function procStartTime(pid: number): number | null {
+/** State (field 3) and start time (field 22: clock ticks since boot) from /proc/PID/stat; null once the pid is gone. */
+function procStat(pid: number): { state: string; start: number } | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[19]);
+    return { state: fields[0]!, start: Number(fields[19]) };
   } catch {
     return null;
   }
 }
 
+/** The start time: with the pid it identifies a process even after pid reuse. */
+export function procStartTime(pid: number): number | null {
+  return procStat(pid)?.start ?? null;
+}
+
+/**
+ * Whether the process PID that started at START still runs. A zombie does not: it has
+ * exited and only its parent's wait is missing (a killed monitor's children wait for
+ * the host's init, which can take a while to reap them).
+ */
 export function isAlive(pid: number, startTime: number): boolean {
-  return procStartTime(pid) === startTime;
+  const s = procStat(pid);
+  return s !== null && s.start === startTime && s.state !== 'Z';
 }
 
 /** Children of this process (any thread) that are not in `known`. */

@@ -5,11 +5,8 @@ import { join } from 'node:path';
 import { TsrunError } from '../errors.js';
 import { KernelError, type Kernel } from '../linux/kernel.js';
 import type { Blame, Ctl } from './types.js';
+import { sleepSync } from '../sleep.js';
 
-const tick = new Int32Array(new SharedArrayBuffer(4));
-export function sleepMs(ms: number): void {
-  Atomics.wait(tick, 0, 0, ms);
-}
 
 export function makeCtl(k: Kernel, dir: string): Ctl {
   const at = (f: string): string => (f.startsWith('/') ? f : join(dir, f));
@@ -87,7 +84,7 @@ export function removeTree(dir: string, timeoutMs = 2000): void {
       if (code !== 'EBUSY' || Date.now() > deadline) {
         throw new TsrunError('CGROUP', `cannot remove cgroup ${dir}: ${code}`, { cause: e, hint: 'a process may still be in it: see its cgroup.procs' });
       }
-      sleepMs(10);
+      sleepSync(10);
     }
   }
 }
@@ -110,7 +107,7 @@ export function waitUntil(empty: () => boolean, timeoutMs: number): boolean {
   for (;;) {
     if (empty()) return true;
     if (Date.now() > deadline) return false;
-    sleepMs(5);
+    sleepSync(5);
   }
 }
 

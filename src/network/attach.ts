@@ -12,7 +12,7 @@ import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, writeFile
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { TsrunError } from '../errors.js';
-import { isAlive } from '../runtime/proc-scan.js';
+import { isAlive, procStartTime } from '../runtime/proc-scan.js';
 import { type Paths, ownerNow, stateDir } from '../runtime/state.js';
 import type { MountSpec, Spec } from '../spec/types.js';
 import { cmd, step, tryCmd } from './exec.js';
@@ -383,7 +383,7 @@ export function createAttachment(req: NetworkRequest): NetworkAttachment {
       withNetworkLock(() => {
         const e = connectLocked(def, pid, {
           root: req.root, containerId: req.id, name: req.name, hostname: req.hostname, aliases: req.aliases,
-          owner: t.pid === owner.pid ? owner : t, pid, pidStart: undefined, ports, extraHosts: req.addHost, hostsPath: files.hosts,
+          owner: t.pid === owner.pid ? owner : t, pid, pidStart: procStartTime(pid) ?? undefined, ports, extraHosts: req.addHost, hostsPath: files.hosts,
         }, 'eth0', true);
         attached = true;
         ip = e.ip;
@@ -417,17 +417,21 @@ export function connectRunning(def: NetworkDef, c: { root: string; id: string; p
   });
 }
 
-export function disconnectRunning(root: string, id: string, bridge: string): number {
+/** Releases the container's endpoint on BRIDGE, or all of them. */
+export function disconnectRunning(root: string, id: string, bridge?: string): number {
   return withNetworkLock(() => disconnectLocked(root, id, bridge).length);
 }
 
 /**
- * Releases endpoints whose owner is gone (a tsrun killed with -9): their veths, their
- * addresses and their published ports' rules. Cheap when there is nothing to do: one
- * directory scan, no lock, no command. Idle bridges stay until `network prune`.
+ * Releases endpoints whose owner is gone (a tsrun killed with -9) and whose container
+ * has ended too: their veths, their addresses and their published ports' rules. A
+ * container that outlived its owner keeps its network: a detached one whose monitor
+ * was killed runs on, and the next monitor adopts it and releases it at its exit.
+ * Cheap when there is nothing to do: one directory scan, no lock, no command. Idle
+ * bridges stay until `network prune`.
  */
 export function collectNetworkGarbage(): number {
-  const stale = (e: Endpoint): boolean => !isAlive(e.owner.pid, e.owner.start);
+  const stale = (e: Endpoint): boolean => !isAlive(e.owner.pid, e.owner.start) && !(e.pid && e.pidStart && isAlive(e.pid, e.pidStart));
   if (!listEndpoints().some(stale)) return 0;
   return withNetworkLock(() => {
     const dead = listEndpoints().filter(stale);

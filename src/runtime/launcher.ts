@@ -7,6 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { O } from '../linux/constants.js';
+import { sleepSync } from '../sleep.js';
 import { ENXIO } from '../linux/errno.js';
 import { type Kernel, KernelError } from '../linux/kernel.js';
 import { RLIMIT } from '../linux/constants.js';
@@ -26,7 +27,6 @@ export interface Launched {
   started: Promise<void>;
 }
 
-const tick = new Int32Array(new SharedArrayBuffer(4));
 
 function waitForChild(known: Set<number>, timeoutMs: number): number {
   const deadline = Date.now() + timeoutMs;
@@ -34,7 +34,7 @@ function waitForChild(known: Set<number>, timeoutMs: number): number {
     const found = findNewChildren(known);
     if (found.length > 0) return found[0]!;
     if (Date.now() > deadline) throw new TsrunError('INTERNAL', 'the container process did not appear after posix_spawn');
-    Atomics.wait(tick, 0, 0, 0.2);
+    sleepSync(0.2);
   }
 }
 
@@ -192,7 +192,7 @@ export function openGate(k: Kernel, stateDir: string, pid?: number, timeoutMs = 
         }
         throw e;
       }
-      Atomics.wait(tick, 0, 0, 0.1);
+      sleepSync(0.1);
     }
   }
 }

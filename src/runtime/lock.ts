@@ -8,6 +8,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlin
 import { dirname } from 'node:path';
 import { type ErrorCode, TsrunError } from '../errors.js';
 import { isAlive, procStartTime } from './proc-scan.js';
+import { sleepSync } from '../sleep.js';
 
 export interface LockOptions {
   /** what is being locked, for the timeout error: "the network", "container names" */
@@ -68,7 +69,6 @@ function timedOut(path: string, pid: number, o: LockOptions): TsrunError {
   });
 }
 
-const nap = new Int32Array(new SharedArrayBuffer(4));
 
 /** Runs `fn` holding the lock; waits (blocking) for it. */
 export function withFileLock<T>(path: string, fn: () => T, o: LockOptions): T {
@@ -78,7 +78,7 @@ export function withFileLock<T>(path: string, fn: () => T, o: LockOptions): T {
     const a = attempt(path, o);
     if (a.held) break;
     if (Date.now() > deadline) throw timedOut(path, a.pid, o);
-    Atomics.wait(nap, 0, 0, Math.min(2 + i, 20));
+    sleepSync(Math.min(2 + i, 20));
   }
   try {
     return fn();

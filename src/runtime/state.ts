@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, wri
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isAlive, procStartTime, processesWithCwd } from './proc-scan.js';
+import { sleepSync } from '../sleep.js';
 import type { Kernel } from '../linux/kernel.js';
 import { removeStaleCgroup, sweepEmptyCgroups } from '../cgroups/manager.js';
 import { collectNetworkGarbage } from '../network/attach.js';
@@ -114,6 +115,9 @@ export function collectGarbage(k: Kernel, p: Paths): string[] {
         /* gone */
       }
     }
+    // SIGKILL is delivered asynchronously: wait (briefly) until the orphan has died, so
+    // the network sweep below sees a container that has ended.
+    for (let i = 0; i < 200 && s?.pid && s.pidStart && isAlive(s.pid, s.pidStart); i++) sleepSync(5);
     if (s?.cgroupsPath) {
       try {
         removeStaleCgroup(k, s.cgroupsPath);

@@ -424,6 +424,39 @@ describe('published ports and connect/disconnect', () => {
     expectExit(await sb.tsrun(['rm', '-f', 'cb']), 0);
   }, 180_000);
 
+  it('kill -9 of the monitor: a detached container keeps its address and veth while other commands collect garbage; the next monitor releases them at its exit', async () => {
+    expectExit(await sb.tsrun(['network', 'create', 'netm']), 0);
+    expectExit(await sb.tsrun(['run', '-d', '--name', 'km', '--network', 'netm', '--rootfs', sb.rootfs(), '--', 'sh', '-c', 'trap "exit 0" TERM; sleep 90 & wait']), 0);
+    const [ep] = mine();
+    expect(ep?.ifname).toBe('eth0');
+    const monitor = Number(readFileSync(join(sb.root, 'run', 'monitor.pid'), 'utf8').split(' ')[0]);
+    process.kill(monitor, 'SIGKILL');
+    // Dead once it is a zombie or gone: /proc/PID/stat's state field.
+    const dead = (): boolean => {
+      try {
+        const st = readFileSync(`/proc/${monitor}/stat`, 'utf8');
+        return st[st.lastIndexOf(')') + 2] === 'Z';
+      } catch {
+        return true;
+      }
+    };
+    for (let i = 0; i < 100 && !dead(); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(dead()).toBe(true);
+    // Both collect garbage (a foreground run, and ps): the endpoint's owner is gone, its container is not.
+    expectExit(await sb.run(['true'], ['--network', 'none']), 0);
+    expectExit(await sb.tsrun(['ps']), 0);
+    expect(mine().map((e) => e.ip)).toEqual([ep!.ip]);
+    expect(existsSync(`/sys/class/net/${ep!.veth}`)).toBe(true);
+    const inside = await sb.tsrun(['exec', 'km', 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+    expectExit(inside, 0);
+    expect(inside.stdout).toContain(`${ep!.ip}/`);
+    // stop starts a new monitor, which adopts the container and releases its network at the exit.
+    expectExit(await sb.tsrun(['stop', '-t', '5', 'km']), 0);
+    expect(mine()).toEqual([]);
+    expect(existsSync(`/sys/class/net/${ep!.veth}`)).toBe(false);
+    expectExit(await sb.tsrun(['rm', 'km']), 0);
+  }, 90_000);
+
   it('network connect refuses a container on --network none or host, and a network that does not exist', async () => {
     expectExit(await sb.tsrun(['network', 'create', 'netc']), 0);
     for (const mode of ['none', 'host']) {

@@ -1,7 +1,7 @@
 // v1 freezer: stop every task so that none can fork while we kill them one by one.
 import type { Ctl } from '../types.js';
+import { sleepSync } from '../../sleep.js';
 
-const tick = new Int32Array(new SharedArrayBuffer(4));
 
 /** Freezes and waits until the kernel reports FROZEN (it passes through FREEZING). */
 export function freeze(c: Ctl, timeoutMs = 2000): boolean {
@@ -10,7 +10,7 @@ export function freeze(c: Ctl, timeoutMs = 2000): boolean {
   for (;;) {
     if (c.read('freezer.state').trim() === 'FROZEN') return true;
     if (Date.now() > deadline) return false;
-    Atomics.wait(tick, 0, 0, 5);
+    sleepSync(5);
   }
 }
 

@@ -41,7 +41,7 @@ import { LogWriter, logPath } from '../logs.js';
 import type { MonitorReply, MonitorRequest } from './protocol.js';
 import { socketPath } from './protocol.js';
 import { runHealthcheck } from './health.js';
-import { attachmentFromSpec, type NetworkAttachment } from '../../network/attach.js';
+import { attachmentFromSpec, disconnectRunning, type NetworkAttachment } from '../../network/attach.js';
 
 interface Watched {
   id: string;
@@ -759,7 +759,9 @@ export class Monitor {
       this.log(`cgroup of ${w.id.slice(0, 12)}: ${(e as Error).message}`);
     }
     try {
-      w.network?.release();
+      // An adopted container's endpoint was made by the dead monitor: release it by id.
+      if (w.network) w.network.release();
+      else if (!w.child) disconnectRunning(this.paths.root, w.id);
     } catch (e) {
       this.log(`network of ${w.id.slice(0, 12)}: ${(e as Error).message}`);
     }

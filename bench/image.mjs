@@ -7,26 +7,18 @@
 //
 //   npm run build && sudo node bench/image.mjs      (BENCH_N=10 rounds by default)
 //
-// The test helpers that build the image and run the registry are TypeScript; they are
-// bundled with esbuild into a temp dir at start, so the bench and the tests share them.
-// Podman runs with its own temp config: cgroupfs manager (no systemd here), runc (crun
-// refuses this host's hybrid cgroups), file event log, and its own storage.
-import { build } from 'esbuild';
+// The image and the registry come from the test helpers (bench/lib.mjs bundles them), so
+// the bench and the tests share them. Podman has its own temp config and storage
+// (lib.mjs podmanEnv).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { TSRUN, havePodman as podmanInstalled, intEnv, median, podmanEnv as podmanConfig, requireRoot, testHelpers, timeSync, unmountUnder } from './lib.mjs';
 
-const REPO = fileURLToPath(new URL('..', import.meta.url));
-const N = Number(process.env.BENCH_N ?? 10);
-const TSRUN = join(REPO, 'bin/tsrun');
-
-if (process.getuid() !== 0) {
-  console.error('bench/image.mjs: run as root (containers need namespaces and mounts)');
-  process.exit(1);
-}
+const N = intEnv('BENCH_N', 10, 1);
+requireRoot('containers need namespaces and mounts');
 
 const work = mkdtempSync(join(tmpdir(), 'tsrun-bench-image-'));
 let registry;
@@ -35,33 +27,16 @@ const cleanup = async () => {
     await registry?.stop();
   } finally {
     // podman's overlay storage may hold mounts under work
-    spawnSync('sh', ['-c', `grep -o " ${work}[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l`], { stdio: 'ignore' });
-    rmSync(work, { recursive: true, force: true });
+    if (unmountUnder(work)) rmSync(work, { recursive: true, force: true });
+    else process.stderr.write(`bench: not removing ${work}: something is still mounted there\n`);
   }
 };
 process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
-function median(a) {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
-function time(cmd, args, env = {}) {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return ms;
-}
+const time = (cmd, args, env = {}) => timeSync(cmd, args, env).ms;
 
 try {
-  const helpers = join(work, 'helpers.mjs');
-  await build({
-    stdin: { contents: "export * from './test/helpers/images.ts'; export * from './test/helpers/registry.ts';", resolveDir: REPO, loader: 'ts' },
-    bundle: true, platform: 'node', format: 'esm', outfile: helpers, logLevel: 'warning',
-    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
-  });
-  const { buildImage, busyboxTarFiles, startRegistry } = await import(pathToFileURL(helpers).href);
+  const { buildImage, busyboxTarFiles, startRegistry } = await testHelpers(work, ['images', 'registry']);
   registry = await startRegistry();
   // busybox plus 6 layers of 2 MB incompressible data and a few small files each
   const layers = [busyboxTarFiles()];
@@ -78,16 +53,9 @@ try {
   const size = image.layers.reduce((s, l) => s + l.data.length, 0);
   console.log(`image: ${ref}, ${image.layers.length} layers, ${(size / 1e6).toFixed(1)} MB compressed`);
 
-  // podman's temp configuration
-  const pc = join(work, 'podman');
-  mkdirSync(pc, { recursive: true });
-  writeFileSync(join(pc, 'containers.conf'), `[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nruntime = "runc"\n[containers]\nnetns = "none"\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n`);
-  writeFileSync(join(pc, 'registries.conf'), `unqualified-search-registries = []\n[[registry]]\nlocation = "${registry.host}"\ninsecure = true\n`);
-  const podmanEnv = (root) => {
-    writeFileSync(join(root, 'storage.conf'), `[storage]\ndriver = "overlay"\ngraphroot = "${join(root, 'graph')}"\nrunroot = "${join(root, 'run')}"\n`);
-    return { CONTAINERS_CONF: join(pc, 'containers.conf'), CONTAINERS_REGISTRIES_CONF: join(pc, 'registries.conf'), CONTAINERS_STORAGE_CONF: join(root, 'storage.conf') };
-  };
-  const havePodman = spawnSync('podman', ['--version'], { stdio: 'ignore' }).status === 0;
+  // podman: its own configuration and storage per root
+  const podmanEnv = (root) => podmanConfig(root, { insecureRegistry: registry.host, netns: 'none' });
+  const havePodman = podmanInstalled();
   if (!havePodman) console.log('podman not installed: its rows are left out (apt-get install podman)');
 
   // cold pull: a fresh store for each round, interleaved
@@ -98,12 +66,10 @@ try {
     rmSync(t, { recursive: true, force: true });
     if (havePodman) {
       const p = join(work, `podman-pull-${i}`);
-      mkdirSync(p);
       const env = podmanEnv(p);
       pull.podman.push(time('podman', ['pull', '-q', ref], env));
       spawnSync('podman', ['rmi', '-a', '-f'], { env: { ...process.env, ...env }, stdio: 'ignore' });
-      spawnSync('sh', ['-c', `grep -o " ${p}[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l`], { stdio: 'ignore' });
-      rmSync(p, { recursive: true, force: true });
+      if (unmountUnder(p)) rmSync(p, { recursive: true, force: true });
     }
   }
 
@@ -111,7 +77,6 @@ try {
   const tRoot = join(work, 'tsrun-warm');
   execFileSync(TSRUN, ['pull', '-q', ref], { env: { ...process.env, TSRUN_ROOT: tRoot }, stdio: 'ignore' });
   const pRoot = join(work, 'podman-warm');
-  mkdirSync(pRoot);
   const pEnv = podmanEnv(pRoot);
   if (havePodman) execFileSync('podman', ['pull', '-q', ref], { env: { ...process.env, ...pEnv }, stdio: 'ignore' });
   // podman runs with --network none, so the compared tsrun row does too; tsrun's default

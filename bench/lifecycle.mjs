@@ -20,6 +20,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
+import { median, timeSync as time } from './lib.mjs';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const N = Number(process.env.BENCH_N ?? 10);
@@ -36,18 +37,7 @@ const tRoot = join(work, 'tsrun');
 const cgParent = `tsrun-bench-${process.pid}`;
 const tEnv = { ...process.env, TSRUN_ROOT: tRoot, TSRUN_CGROUP_PARENT: cgParent };
 
-function median(a) {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
-function time(cmd, args, env) {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return { ms, out: r.stdout.trim() };
-}
 
 const tsrun = (args) => execFileSync(TSRUN, args, { env: tEnv, encoding: 'utf8' }).trim();
 const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);

@@ -14,6 +14,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median, timeSync } from './lib.mjs';
+
+const time = (cmd, args, env = {}) => timeSync(cmd, args, env).ms;
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const N = Number(process.env.BENCH_N ?? 10);
@@ -34,18 +37,7 @@ process.on('SIGINT', () => {
   process.exit(130);
 });
 
-function median(a) {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
-function time(cmd, args, env = {}) {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return ms;
-}
 
 try {
   const rootfs = join(work, 'rootfs');

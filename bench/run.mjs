@@ -12,49 +12,23 @@
 // Environment: BENCH_N (measured rounds, default 30), BENCH_WARMUP (default 3),
 // BENCH_TRACE=0 to skip the one traced run at the end.
 import { spawn, spawnSync } from 'node:child_process';
-import {
-  chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync,
-  symlinkSync, writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { REPO, TSRUN, busyboxRootfs, fail, intEnv, mountsUnder, which } from './lib.mjs';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const TSRUN = join(REPO, 'bin', 'tsrun');
-const BUSYBOX = '/usr/bin/busybox';
 const TARGET_RATIO = 10; // the issue's goal: tsrun run <= 10x runc run
-
-function intEnv(name, dflt, min) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) fail(`${name} must be an integer >= ${min}, not "${raw}"`);
-  return n;
-}
-
-function fail(msg, hint) {
-  process.stderr.write(`bench: ${msg}\n${hint ? `hint: ${hint}\n` : ''}`);
-  process.exit(1);
-}
 
 const N = intEnv('BENCH_N', 30, 1);
 const WARMUP = intEnv('BENCH_WARMUP', 3, 0);
 const TRACE = process.env.BENCH_TRACE !== '0';
 
-function which(cmd) {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (dir && existsSync(join(dir, cmd))) return join(dir, cmd);
-  }
-  return null;
-}
 
 // --- preconditions ----------------------------------------------------------------
 
 if (process.getuid?.() !== 0) fail('run as root: both tsrun and runc create namespaces and mounts');
 if (!existsSync(join(REPO, 'dist', 'tsrun.cjs'))) fail('dist/tsrun.cjs is missing', 'npm run build');
-if (!existsSync(BUSYBOX)) fail(`${BUSYBOX} is missing`, 'apt-get install busybox-static');
 const RUNC = which('runc');
 if (!RUNC) process.stderr.write('bench: runc not found; measuring tsrun and the node floor only (apt-get install runc)\n');
 
@@ -95,16 +69,6 @@ function cleanup() {
   rmSync(work, { recursive: true, force: true });
 }
 
-function mountsUnder(dir) {
-  const out = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const mp = line.split(' ')[4];
-    // mountinfo escapes space, tab, newline and backslash as octal
-    const path = mp?.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
-    if (path && (path === dir || path.startsWith(dir + '/'))) out.push(path);
-  }
-  return out;
-}
 
 function killProcessesMentioning(dir) {
   for (const ent of readdirSync('/proc')) {
@@ -155,20 +119,6 @@ process.on('exit', cleanup);
 let interrupted = null;
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => (interrupted = sig));
 
-function buildRootfs() {
-  for (const d of ['bin', 'dev', 'etc', 'proc', 'sys', 'tmp', 'root']) mkdirSync(join(rootfs, d), { recursive: true });
-  copyFileSync(BUSYBOX, join(rootfs, 'bin', 'busybox'));
-  chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
-  const list = spawnSync(BUSYBOX, ['--list'], { encoding: 'utf8' });
-  if (list.status !== 0) fail(`busybox --list failed: ${list.stderr}`);
-  for (const name of list.stdout.split('\n')) {
-    // --list names busybox itself; a bin/busybox -> busybox link would replace the binary
-    if (!name || name === 'busybox' || name.includes('/')) continue;
-    symlinkSync('busybox', join(rootfs, 'bin', name));
-  }
-  writeFileSync(join(rootfs, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
-  writeFileSync(join(rootfs, 'etc', 'group'), 'root:x:0:\n');
-}
 
 function buildRuncBundle() {
   mkdirSync(bundle);
@@ -331,7 +281,7 @@ function traceSummary() {
 
 // --- main --------------------------------------------------------------------------
 
-buildRootfs();
+busyboxRootfs(rootfs);
 if (RUNC) buildRuncBundle();
 
 process.stdout.write(`bench: ${N} rounds (+${WARMUP} warm-up), interleaved: ${subjects.map((s) => s.name).join(', ')}\n`);

@@ -13,44 +13,24 @@
 // Environment: BENCH_N (measured rounds, default 20), BENCH_WARMUP (default 2).
 // Exit status 1 when a run failed (the first error is printed) or a precondition is missing.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync, chmodSync, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { REPO, RUNTIME, busyboxRootfs, fail, intEnv, quantile as q, requireRoot } from './lib.mjs';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const RUNTIME = join(REPO, 'bin', 'tsrun-runtime');
-const BUSYBOX = '/usr/bin/busybox';
 const TARGET = 1.25;
-
-function fail(msg, hint) {
-  process.stderr.write(`bench: ${msg}\n${hint ? `hint: ${hint}\n` : ''}`);
-  process.exit(1);
-}
-function intEnv(name, dflt, min) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) fail(`${name} must be an integer >= ${min}, not "${raw}"`);
-  return n;
-}
 const N = intEnv('BENCH_N', 20, 1);
 const WARMUP = intEnv('BENCH_WARMUP', 2, 0);
 
-if (process.getuid?.() !== 0) fail('run as root: both runtimes create namespaces and mounts');
+requireRoot('both runtimes create namespaces and mounts');
 if (!existsSync(join(REPO, 'dist', 'tsrun-runtime.cjs'))) fail('dist/tsrun-runtime.cjs is missing', 'npm run build');
-if (!existsSync(BUSYBOX)) fail(`${BUSYBOX} is missing`, 'apt-get install busybox-static');
 const RUNC = spawnSync('runc', ['--version']).status === 0 ? 'runc' : null;
 if (!RUNC) process.stderr.write('bench: runc not found; measuring tsrun-runtime and the floor only (apt-get install runc)\n');
 
 // --- a bundle per runtime on one busybox rootfs ------------------------------------
 const dir = mkdtempSync(join(tmpdir(), 'tsrun-bench-cycle-'));
-const rootfs = join(dir, 'rootfs');
-for (const d of ['bin', 'proc', 'sys', 'dev', 'tmp', 'etc']) mkdirSync(join(rootfs, d), { recursive: true });
-copyFileSync(BUSYBOX, join(rootfs, 'bin', 'busybox'));
-chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
-for (const a of ['true', 'sh']) symlinkSync('busybox', join(rootfs, 'bin', a));
+const rootfs = busyboxRootfs(join(dir, 'rootfs'), ['true', 'sh']);
 
 function bundle(name, specJson, edit) {
   const b = join(dir, name);
@@ -156,10 +136,6 @@ try {
 }
 
 // --- report ------------------------------------------------------------------------
-const q = (xs, p) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length ? s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))] : NaN;
-};
 const f = (x) => (Number.isFinite(x) ? x.toFixed(1).padStart(8) : '       -');
 process.stdout.write(`create; start; delete -f of a busybox bundle running true (N=${N}, warm-up ${WARMUP}, interleaved), ms\n`);
 process.stdout.write(`${'cycle'.padEnd(16)}${'median'.padStart(8)}${'p10'.padStart(8)}${'p90'.padStart(8)}${'min'.padStart(8)}${'max'.padStart(8)}   n\n`);

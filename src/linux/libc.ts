@@ -3,12 +3,13 @@
 // (before any other call can clobber it), retries on EINTR where the call is
 // restartable, traces itself, and throws a KernelError naming the call, the errno and
 // its arguments (paths quoted, flags by name).
-import { fstatSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, writeFileSync } from 'node:fs';
+import { isMainThread } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { tracer } from '../trace/tracer.js';
 import { EINTR } from './errno.js';
 import {
-  AT_SYMLINK_NOFOLLOW, CLONE, MS, MNT, MOUNT_ATTR, RESOLVE, SYS, S_IFMT, S_IFCHR, S_IFBLK, S_IFIFO, AT_FDCWD, P_PID, WEXITED, WNOHANG,
+  AT_SYMLINK_NOFOLLOW, CLONE, O, MS, MNT, MOUNT_ATTR, RESOLVE, SYS, S_IFMT, S_IFCHR, S_IFBLK, S_IFIFO, AT_FDCWD, P_PID, WEXITED, WNOHANG,
   flagNames, openFlagNames,
 } from './constants.js';
 import {
@@ -168,11 +169,11 @@ export class LinuxKernel implements Kernel {
 
   /**
    * Like call(), for a syscall that Node itself makes synchronously on the calling thread
-   * (its errors carry -errno). kill goes this way so that a command needing nothing else
-   * (`tsrun-runtime delete` of a stopped container, `kill`) never loads koffi and libc,
-   * which cost 7-15 ms of such a command here. Not open/close: Node's close(2) of an fd
-   * it did not open warns in a worker thread (unmanaged fd tracking), and the setup
-   * thread closes koffi's fds.
+   * (its errors carry -errno). kill, and open and close on the main thread, go this way
+   * so that a command needing nothing else (`tsrun-runtime start`: open the gate;
+   * `delete`: kill) never loads koffi and libc, which cost 7-15 ms of such a command
+   * here. Not open/close in a worker: Node warns when a worker closes an fd it did not
+   * open itself (unmanaged fd tracking), and the setup thread closes koffi's fds.
    */
   private viaNode(name: string, detail: () => string, why: string | undefined, f: () => number): number {
     const t0 = tracer.on ? tracer.now() : undefined;
@@ -191,6 +192,8 @@ export class LinuxKernel implements Kernel {
   }
 
   open(path: string, flags: number, mode = 0, why?: string): number {
+    // libuv retries EINTR and adds O_CLOEXEC, which every caller asks for already.
+    if (isMainThread && flags & O.O_CLOEXEC) return this.viaNode('open', () => `${quote(path)}, ${openFlagNames(flags)}`, why, () => openSync(path, flags, mode));
     const f = libc().fn('int open(const char*, int, ...)');
     return this.call('open', () => `${quote(path)}, ${openFlagNames(flags)}`, why, () => f(path, flags, 'uint32_t', mode), true);
   }
@@ -212,6 +215,14 @@ export class LinuxKernel implements Kernel {
   }
 
   close(fd: number): void {
+    if (isMainThread) {
+      try {
+        closeSync(fd);
+      } catch {
+        /* as below: close's result is not checked */
+      }
+      return;
+    }
     const f = libc().fn('int close(int)');
     // close is not retried on EINTR: on Linux the fd is gone either way.
     f(fd);

@@ -5,6 +5,7 @@
 //   3. finish what needs the child to exist: /proc with pidns=, masked paths, rlimits;
 //   4. the caller adds the child to cgroups and records state, then opens the gate.
 import { Worker } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { O } from '../linux/constants.js';
 import { sleepSync } from '../sleep.js';
@@ -25,6 +26,12 @@ export interface Launched {
   setupTid: number;
   /** resolves once the child has called execve (or rejects with why it could not) */
   started: Promise<void>;
+  /**
+   * resolves once the setup thread has ended. On v1 it is a task in the container's
+   * cgroups until then, so removing them sooner fails with EBUSY (and a retry after a
+   * 10 ms sleep).
+   */
+  setupEnded: Promise<void>;
 }
 
 
@@ -108,6 +115,13 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
   const worker = prewarmed ?? new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
   prewarmed = undefined;
   worker.ref();
+  let setupTid = 0;
+  // Node's 'exit' comes once pthread_join returns, which the kernel allows before the
+  // thread has left its cgroups (cgroup_exit runs later in do_exit); the thread's
+  // /proc/self/task entry goes only when it is fully released.
+  const setupEnded = new Promise<void>((res) => worker.once('exit', () => res())).then(async () => {
+    for (let i = 0; i < 50 && setupTid && existsSync(`/proc/self/task/${setupTid}`); i++) await new Promise((r) => setTimeout(r, 1));
+  });
   worker.postMessage(plan);
   let onSpawned!: () => void;
   let onFailed!: (e: Error) => void;
@@ -138,6 +152,7 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
     });
   });
   const msg = await spawning;
+  setupTid = msg.setupTid;
   tracer.step('step', 'setup-thread', '', 'the setup thread built the container\'s namespaces and rootfs and is spawning its process', t0);
   const pid = waitForChild(known, 10_000);
   tracer.step('step', 'found-child', `pid ${pid}`, 'the container process exists and waits at the start gate, before execve');
@@ -169,7 +184,7 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
     killQuietly(k, pid);
     throw wrap('preparing the container process', e);
   }
-  return { pid, ptyMaster: msg.ptyMaster, setupTid: msg.setupTid, started };
+  return { pid, ptyMaster: msg.ptyMaster, setupTid: msg.setupTid, started, setupEnded };
 }
 
 /**

@@ -135,6 +135,9 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<RunResu
     writeJson(join(dir, 'state.json'), { ...state, status: 'running', pid, pidStart: procStartTime(pid) });
     const code = await exit;
     if (restoreTty) await drainTty();
+    // The setup thread keeps the v1 cgroups busy until it is gone (launcher.ts); bounded,
+    // since finish() retries anyway.
+    await Promise.race([launched.setupEnded, new Promise((r) => setTimeout(r, 200).unref())]);
     // cgroups (issue 4): an OOM kill is told by the cgroup, not by the exit status.
     return { code, oomKilled: cgroup.finish() };
   } catch (e) {

@@ -21,6 +21,7 @@ import { blkioWeightToIoWeight } from '../../src/cgroups/convert.js';
 import { expectExit, useSandbox } from '../helpers/sandbox.js';
 import { waitForOutput } from '../helpers/tsrun.js';
 import { TempDirs } from '../helpers/tempdirs.js';
+import { sleep, until } from '../helpers/wait.js';
 
 const SLOW = Number(process.env.TSRUN_E2E_SLOW ?? 1);
 const T = (ms: number): number => ms * SLOW;
@@ -42,18 +43,6 @@ function skipReason(): string | null {
 }
 const SKIP = skipReason();
 if (SKIP) console.log(`cgroup-blkio.test.ts skipped: ${SKIP}`);
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until<R>(f: () => R | undefined | null | false, timeoutMs: number, what: string): Promise<R> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** Every hierarchy a test's parent may exist in. */
 function hierarchies(): string[] {
@@ -209,7 +198,7 @@ describe.skipIf(SKIP !== null)(`block I/O limits (${V2 ? 'cgroup v2 io' : 'v1 bl
         }
       }
       return null;
-    }, T(15_000), 'the container to be running');
+    }, 'the container to be running', T(15_000));
   }
 
   /**

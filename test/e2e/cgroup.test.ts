@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { detectCgroups } from '../../src/cgroups/detect.js';
 import { expectExit, useSandbox } from '../helpers/sandbox.js';
+import { sleep, until } from '../helpers/wait.js';
 
 const SLOW = Number(process.env.TSRUN_E2E_SLOW ?? 1);
 const T = (ms: number): number => ms * SLOW;
@@ -28,18 +29,6 @@ function cgDir(c: 'memory' | 'cpu' | 'cpuacct' | 'pids' | 'cpuset' | 'freezer', 
 /** Every hierarchy a test's parent may exist in. */
 function hierarchies(): string[] {
   return [...new Set([...(layout.v2 ? [layout.v2.mount] : []), ...Object.values(layout.v1)])];
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(f: () => T | undefined | null | false, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 describe('cgroups', () => {
@@ -89,7 +78,7 @@ describe('cgroups', () => {
         }
       }
       return null;
-    }, T(15_000), 'the container to be running');
+    }, 'the container to be running', T(15_000));
   }
 
   it('records its cgroup in state, under the configured parent, and removes it at the end', async () => {
@@ -137,7 +126,7 @@ describe('cgroups', () => {
         /* gone */
       }
       return peak >= 20;
-    }, T(11_000), 'pids.current to reach 20').catch((e: Error) => {
+    }, 'pids.current to reach 20', T(11_000)).catch((e: Error) => {
       throw new Error(`${e.message} (the highest seen was ${peak})`);
     });
     // The kernel counted refused forks: the loop hit the limit, not its own end.
@@ -251,12 +240,12 @@ describe('cgroups', () => {
     sub.kill('SIGKILL');
     // tsrun is gone; its container is not (and holds tsrun's stdout open, so `sub`
     // settles only once the orphan dies).
-    await until(() => !existsSync(`/proc/${sub.pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${sub.pid}/status`, 'utf8')), T(5000), 'tsrun to die');
+    await until(() => !existsSync(`/proc/${sub.pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${sub.pid}/status`, 'utf8')), 'tsrun to die', T(5000));
     expect(existsSync(`/proc/${s.pid}`)).toBe(true);
     expect(existsSync(cgDir('memory', s.cgroupsPath))).toBe(true);
     const r = await sb.run(['true'], [], opts());
     expectExit(r, 0);
-    await until(() => !existsSync(`/proc/${s.pid}`), T(5000), 'the orphan to die');
+    await until(() => !existsSync(`/proc/${s.pid}`), 'the orphan to die', T(5000));
     await sub;
     for (const h of hierarchies()) expect(existsSync(join(h, s.cgroupsPath)), h).toBe(false);
   }, T(60_000));

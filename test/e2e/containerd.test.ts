@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { useSandbox } from '../helpers/sandbox.js';
 import { CTR_NAMESPACE, busyboxOciArchive, containerdInstalled, startContainerd, type Containerd, type CtrResult } from '../helpers/containerd.js';
-import { RUNTIME_BIN, runtime, until } from '../helpers/bundle.js';
+import { RUNTIME_BIN, runtime } from '../helpers/bundle.js';
+import { until } from '../helpers/wait.js';
 import { detachMountsUnder } from '../helpers/tempdirs.js';
 
 const IMAGE = 'localhost/tsrun-bb:latest';

@@ -5,53 +5,21 @@
 // Every test runs under its own TSRUN_ROOT and cgroup parent and removes what it made;
 // the sandbox then checks that nothing of it is left (the pty holder included: its cwd
 // is the container's runtime dir, inside the sandbox).
-import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { expectExit, useSandbox } from '../helpers/sandbox.js';
 import { TSRUN_BIN, waitForOutput } from '../helpers/tsrun.js';
 import { TmuxSession, haveTmux } from '../helpers/tmux.js';
+import { alive, sleep } from '../helpers/wait.js';
+import { lifecycleKit } from '../helpers/lifecycle.js';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('lifecycle: attach', () => {
   const sb = useSandbox();
-  const parent = `tsrun-e2e-at-${randomBytes(4).toString('hex')}`;
-  const env: { [k: string]: string } = { TSRUN_CGROUP_PARENT: parent };
-  const ts = (args: string[], opts: { input?: string; timeoutMs?: number } = {}) => sb.tsrun(args, { env, timeoutMs: 60_000, ...opts });
-  const runD = async (flags: string[], cmd: string[]): Promise<string> => {
-    const r = await ts(['run', '-d', '--rootfs', sb.rootfs(), ...flags, '--', ...cmd]);
-    expectExit(r, 0);
-    return r.stdout.trim();
-  };
-  const inspect = async (ref: string, tpl: string): Promise<string> => {
-    const r = await ts(['inspect', '-f', tpl, ref]);
-    expectExit(r, 0);
-    return r.stdout.trim();
-  };
-  const monitorPid = (): number | null => {
-    try {
-      return Number(readFileSync(join(sb.root, 'run', 'monitor.pid'), 'utf8').split(' ')[0]);
-    } catch {
-      return null;
-    }
-  };
-  const alive = (pid: number): boolean => {
-    try {
-      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return st[st.lastIndexOf(')') + 2] !== 'Z';
-    } catch {
-      return false;
-    }
-  };
-  const waitFor = async (what: string, f: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> => {
-    const until = Date.now() + ms;
-    while (!(await f())) {
-      if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-      await sleep(100);
-    }
-  };
+  const kit = lifecycleKit(sb, 'at');
+  const { parent, env, ts, runD, inspect, monitorPid, waitFor } = kit;
   const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
   /** A tmux pane running `tsrun ARGS`, then printing its exit status. */
   const pane = (args: string, size = { cols: 100, rows: 30 }): TmuxSession => {
@@ -63,22 +31,7 @@ describe('lifecycle: attach', () => {
     return TmuxSession.start(join(sb.dir, `tmux-${randomBytes(3).toString('hex')}.sock`), `sh ${q(script)}`, size);
   };
 
-  afterEach(async () => {
-    const left = (await ts(['ps', '-aq'])).stdout.trim().split('\n').filter(Boolean);
-    if (left.length) await ts(['rm', '-f', ...left]);
-    await waitFor('the monitor to exit', () => {
-      const p = monitorPid();
-      return p === null || !alive(p);
-    }, 10_000).catch(() => {});
-    for (const h of readdirSync('/sys/fs/cgroup')) {
-      const d = join('/sys/fs/cgroup', h, parent);
-      if (existsSync(d)) {
-        const kids = readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory());
-        expect(kids.map((k) => k.name), `cgroups left under ${d}`).toEqual([]);
-        rmdirSync(d);
-      }
-    }
-  });
+  afterEach(kit.cleanup);
 
   it('foreground runs keep their output in the json log (stdout and stderr apart, -t as stdout); --rm keeps none', async () => {
     const r = await ts(['run', '--name', 'fg', '--rootfs', sb.rootfs(), '--', 'sh', '-c', 'echo out1; echo err1 >&2; echo out2; readlink /proc/self/fd/1; printf tail; exit 3']);

@@ -8,71 +8,20 @@
 // cgroup of its containers is left.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { expectExit, useSandbox } from '../helpers/sandbox.js';
 import { TSRUN_BIN } from '../helpers/tsrun.js';
 import { TmuxSession, haveTmux } from '../helpers/tmux.js';
+import { alive, sleep, until } from '../helpers/wait.js';
+import { lifecycleKit } from '../helpers/lifecycle.js';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('lifecycle', () => {
   const sb = useSandbox();
-  const parent = `tsrun-e2e-lc-${randomBytes(4).toString('hex')}`;
-  const env = { TSRUN_CGROUP_PARENT: parent };
-  const ts = (args: string[], opts: { input?: string; timeoutMs?: number } = {}) => sb.tsrun(args, { env, timeoutMs: 60_000, ...opts });
-  const runD = async (flags: string[], cmd: string[]): Promise<string> => {
-    const r = await ts(['run', '-d', '--rootfs', sb.rootfs(), ...flags, '--', ...cmd]);
-    expectExit(r, 0);
-    const id = r.stdout.trim();
-    expect(id).toMatch(/^[0-9a-f]{64}$/);
-    return id;
-  };
-  const inspect = async (ref: string, tpl: string): Promise<string> => {
-    const r = await ts(['inspect', '-f', tpl, ref]);
-    expectExit(r, 0);
-    return r.stdout.trim();
-  };
-  const monitorPid = (): number | null => {
-    try {
-      return Number(readFileSync(join(sb.root, 'run', 'monitor.pid'), 'utf8').split(' ')[0]);
-    } catch {
-      return null;
-    }
-  };
-  const alive = (pid: number): boolean => {
-    try {
-      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return st[st.lastIndexOf(')') + 2] !== 'Z';
-    } catch {
-      return false;
-    }
-  };
-  const waitFor = async (what: string, f: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> => {
-    const until = Date.now() + ms;
-    while (!(await f())) {
-      if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-      await sleep(100);
-    }
-  };
+  const kit = lifecycleKit(sb, 'lc');
+  const { parent, env, ts, runD, inspect, monitorPid, waitFor } = kit;
 
-  afterEach(async () => {
-    // Remove what a failed test left, so the sandbox's leak check reports it once.
-    const left = (await ts(['ps', '-aq'])).stdout.trim().split('\n').filter(Boolean);
-    if (left.length) await ts(['rm', '-f', ...left]);
-    await waitFor('the monitor to exit', () => {
-      const p = monitorPid();
-      return p === null || !alive(p);
-    }, 10_000).catch(() => {});
-    for (const h of readdirSync('/sys/fs/cgroup')) {
-      const d = join('/sys/fs/cgroup', h, parent);
-      if (existsSync(d)) {
-        const kids = readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory());
-        expect(kids.map((k) => k.name), `cgroups left under ${d}`).toEqual([]);
-        rmdirSync(d);
-      }
-    }
-  });
+  afterEach(kit.cleanup);
 
   it('foreground runs leave records: ps -a, inspect, rm; --rm leaves none', async () => {
     const r = await ts(['run', '--rootfs', sb.rootfs(), '--name', 'fg', '--', 'sh', '-c', 'echo hi; exit 3']);

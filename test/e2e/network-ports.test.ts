@@ -7,42 +7,14 @@
 import { execFileSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { existsSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildImage, busyboxTarFiles, hostArch, makeTar, type BuiltImage, type TarFile } from '../helpers/images.js';
 import { expectExit, useSandbox, type Sandbox } from '../helpers/sandbox.js';
 import { waitForOutput } from '../helpers/tsrun.js';
-
-const NET_RUN = '/run/tsrun/networks';
-
-interface EndpointFile { ip: string; bridge: string; root: string; containerId: string; veth: string; ifname: string; network: string; name?: string }
-
-function endpoints(): EndpointFile[] {
-  const out: EndpointFile[] = [];
-  let bridges: string[] = [];
-  try {
-    bridges = readdirSync(join(NET_RUN, 'endpoints'));
-  } catch {
-    return out;
-  }
-  for (const b of bridges) {
-    let ips: string[] = [];
-    try {
-      ips = readdirSync(join(NET_RUN, 'endpoints', b));
-    } catch {
-      continue;
-    }
-    for (const ip of ips) {
-      try {
-        out.push(JSON.parse(readFileSync(join(NET_RUN, 'endpoints', b, ip), 'utf8')) as EndpointFile);
-      } catch {
-        /* being written */
-      }
-    }
-  }
-  return out;
-}
+import { endpointFiles, type EndpointFile } from '../helpers/leaks.js';
+import { alive, until } from '../helpers/wait.js';
+import { hostAddress, httpGet } from '../helpers/network.js';
 
 /** conntrack(8): tsrun deletes stale UDP flows with it; without it that part is not checked. */
 const hasConntrack = (() => {
@@ -55,20 +27,6 @@ const hasConntrack = (() => {
 })();
 
 const ruleset = (): string => execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-
-function hostAddress(): string {
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
-    if (/^(lo|tsrun|tsr-|vtr)/.test(name)) continue;
-    const a = addrs?.find((x) => x.family === 'IPv4' && !x.internal);
-    if (a) return a.address;
-  }
-  throw new Error('this host has no non-loopback IPv4 address');
-}
-
-async function httpGet(url: string): Promise<string> {
-  const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  return await r.text();
-}
 
 /**
  * One UDP request/answer from the host, retried a few times (UDP may drop a datagram):
@@ -171,7 +129,7 @@ describe('published ports and connect/disconnect', () => {
     }
     if (defs.length) expectExit(await sb.tsrun(['network', 'rm', ...defs]), 0);
     const left: string[] = [];
-    for (const e of endpoints()) if (e.root === sb.root) left.push(`address ${e.ip} on ${e.bridge} for ${e.containerId.slice(0, 12)}`);
+    for (const e of endpointFiles()) if (e.root === sb.root) left.push(`address ${e.ip} on ${e.bridge} for ${e.containerId.slice(0, 12)}`);
     const rules = ruleset();
     for (const b of made.bridges) {
       if (existsSync(`/sys/class/net/${b}`)) left.push(`bridge ${b}`);
@@ -186,7 +144,7 @@ describe('published ports and connect/disconnect', () => {
   });
 
   const mine = (): EndpointFile[] => {
-    const eps = endpoints().filter((e) => e.root === sb.root);
+    const eps = endpointFiles().filter((e) => e.root === sb.root);
     for (const e of eps) if (!made.veths.includes(e.veth)) made.veths.push(e.veth);
     return eps;
   };
@@ -255,7 +213,7 @@ describe('published ports and connect/disconnect', () => {
       expectExit(r, 125);
       expect(r.stderr).toContain(`--expose ${bad}:`);
     }
-    expect(endpoints().filter((e) => e.root === sb.root)).toEqual([]);
+    expect(endpointFiles().filter((e) => e.root === sb.root)).toEqual([]);
   }, 120_000);
 
   it('-p HOST:CTR/udp reaches a UDP server in the container from 127.0.0.1 and the host\'s address; a client that keeps its source port reaches the next container on that port', async () => {
@@ -379,7 +337,7 @@ describe('published ports and connect/disconnect', () => {
     expectExit(await sb.tsrun(['network', 'disconnect', 'netb', 'ca']), 0);
     expect(mine().filter((e) => e.name === 'ca').map((e) => e.ip)).toEqual([aEp.ip]);
     expect(existsSync(`/sys/class/net/${bEp.veth}`)).toBe(false);
-    expect(existsSync(join(NET_RUN, 'endpoints', bEp.bridge, bEp.ip))).toBe(false);
+    expect(endpointFiles().some((e) => e.bridge === bEp.bridge && e.ip === bEp.ip)).toBe(false);
     const gone = await exec('ca', 'ls /sys/class/net | sort | tr "\\n" " "; grep -cw cb /etc/hosts; timeout 5 wget -q -O- http://cb/cb.html; echo " wget=$?"');
     // ca's own /etc/hosts no longer names cb either: it is rewritten when ca leaves B.
     expect(gone.stdout).toMatch(/^eth0 lo 0\n wget=[1-9]/);
@@ -416,7 +374,7 @@ describe('published ports and connect/disconnect', () => {
     // Then removed by force: all three of its addresses and veths go.
     const twice = three;
     expectExit(await sb.tsrun(['rm', '-f', 'ca']), 0);
-    expect(endpoints().filter((e) => e.root === sb.root && e.containerId === aEp.containerId)).toEqual([]);
+    expect(endpointFiles().filter((e) => e.root === sb.root && e.containerId === aEp.containerId)).toEqual([]);
     for (const e of twice) expect(existsSync(`/sys/class/net/${e.veth}`)).toBe(false);
     // cb no longer lists it either.
     const after = await exec('cb', 'grep -cw ca /etc/hosts');
@@ -431,17 +389,7 @@ describe('published ports and connect/disconnect', () => {
     expect(ep?.ifname).toBe('eth0');
     const monitor = Number(readFileSync(join(sb.root, 'run', 'monitor.pid'), 'utf8').split(' ')[0]);
     process.kill(monitor, 'SIGKILL');
-    // Dead once it is a zombie or gone: /proc/PID/stat's state field.
-    const dead = (): boolean => {
-      try {
-        const st = readFileSync(`/proc/${monitor}/stat`, 'utf8');
-        return st[st.lastIndexOf(')') + 2] === 'Z';
-      } catch {
-        return true;
-      }
-    };
-    for (let i = 0; i < 100 && !dead(); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(dead()).toBe(true);
+    await until(() => !alive(monitor), 'the monitor to die', 5000);
     // Both collect garbage (a foreground run, and ps): the endpoint's owner is gone, its container is not.
     expectExit(await sb.run(['true'], ['--network', 'none']), 0);
     expectExit(await sb.tsrun(['ps']), 0);
@@ -468,7 +416,7 @@ describe('published ports and connect/disconnect', () => {
     const missing = await sb.tsrun(['network', 'connect', 'no-such-net', 'c-none']);
     expectExit(missing, 125);
     expect(missing.stderr).toMatch(/network no-such-net not found/);
-    expect(endpoints().filter((e) => e.root === sb.root)).toEqual([]);
+    expect(endpointFiles().filter((e) => e.root === sb.root)).toEqual([]);
     expectExit(await sb.tsrun(['rm', '-f', 'c-none', 'c-host']), 0);
   }, 90_000);
 });

@@ -7,41 +7,12 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { expectExit, useSandbox, type Sandbox } from '../helpers/sandbox.js';
 import { waitForOutput } from '../helpers/tsrun.js';
-
-const NET_RUN = '/run/tsrun/networks';
-
-interface EndpointFile { ip: string; bridge: string; root: string; containerId: string; veth: string; name?: string }
-
-function endpoints(): EndpointFile[] {
-  const out: EndpointFile[] = [];
-  let bridges: string[] = [];
-  try {
-    bridges = readdirSync(join(NET_RUN, 'endpoints'));
-  } catch {
-    return out;
-  }
-  for (const b of bridges) {
-    let ips: string[] = [];
-    try {
-      ips = readdirSync(join(NET_RUN, 'endpoints', b));
-    } catch {
-      continue;
-    }
-    for (const ip of ips) {
-      try {
-        out.push(JSON.parse(readFileSync(join(NET_RUN, 'endpoints', b, ip), 'utf8')) as EndpointFile);
-      } catch {
-        /* being written */
-      }
-    }
-  }
-  return out;
-}
+import { endpointFiles, type EndpointFile } from '../helpers/leaks.js';
+import { hostAddress, httpGet } from '../helpers/network.js';
 
 function ruleset(): string {
   return execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8' });
@@ -50,20 +21,6 @@ function ruleset(): string {
 /** The ruleset without tsrun's own table (which other tests' containers may need right now). */
 function withoutTsrunTable(text: string): string {
   return text.replace(/^table ip tsrun \{[\s\S]*?^\}\n?/m, '');
-}
-
-function hostAddress(): string {
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
-    if (/^(lo|tsrun|tsr-|vtr)/.test(name)) continue;
-    const a = addrs?.find((x) => x.family === 'IPv4' && !x.internal);
-    if (a) return a.address;
-  }
-  throw new Error('this host has no non-loopback IPv4 address');
-}
-
-async function httpGet(url: string): Promise<string> {
-  const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  return await r.text();
 }
 
 /** A port nobody listens on right now (the kernel's pick), for -p. */
@@ -86,7 +43,7 @@ function bridgesOf(root: string): string[] {
 
 function networkLeaks(sb: Sandbox, made: { bridges: string[]; veths: string[]; ports: number[] }): string[] {
   const left: string[] = [];
-  const all = endpoints();
+  const all = endpointFiles();
   for (const e of all) if (e.root === sb.root) left.push(`address ${e.ip} on ${e.bridge} for ${e.containerId.slice(0, 12)}`);
   // tsrun0 is shared with every other tsrun on the host: it may rightly stay while others use it.
   const shared = (b: string): boolean => all.some((e) => e.bridge === b && e.root !== sb.root);
@@ -136,7 +93,7 @@ describe('tsrun networking', () => {
   });
 
   const noteEndpoints = (): EndpointFile[] => {
-    const mine = endpoints().filter((e) => e.root === sb.root);
+    const mine = endpointFiles().filter((e) => e.root === sb.root);
     for (const e of mine) {
       if (!made.bridges.includes(e.bridge)) made.bridges.push(e.bridge);
       made.veths.push(e.veth);
@@ -235,7 +192,7 @@ describe('tsrun networking', () => {
       const r = await sb.run(['true'], ['-p', `${port}:80`]);
       expectExit(r, 125);
       expect(r.stderr).toMatch(new RegExp(`cannot publish 0\\.0\\.0\\.0:${port}/tcp: the port is already in use`));
-      expect(endpoints().filter((e) => e.root === sb.root)).toEqual([]);
+      expect(endpointFiles().filter((e) => e.root === sb.root)).toEqual([]);
       expect(readdirSync(join(sb.root, 'run', 'containers'))).toEqual([]);
     } finally {
       busy.close();
@@ -305,10 +262,10 @@ describe('tsrun networking', () => {
     web.sub.kill('SIGKILL');
     // Its container still holds tsrun's stdout, so the subprocess ends only once the GC kills it.
     for (let i = 0; i < 100 && web.sub.exitCode === null && web.sub.signalCode === null; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(endpoints().some((e) => e.root === sb.root)).toBe(true); // nobody released it
+    expect(endpointFiles().some((e) => e.root === sb.root)).toBe(true); // nobody released it
     expectExit(await sb.run(['true'], ['--network', 'none']), 0); // the next command collects
     await web.sub;
-    expect(endpoints().filter((e) => e.root === sb.root)).toEqual([]);
+    expect(endpointFiles().filter((e) => e.root === sb.root)).toEqual([]);
     expect(existsSync(`/sys/class/net/${ep.veth}`)).toBe(false);
     expect(ruleset()).not.toContain(`dport ${port} dnat`);
     expect(readdirSync(`/sys/class/net/${ep.bridge}/brif`)).toEqual([]); // idle, documented as kept until prune
@@ -318,7 +275,7 @@ describe('tsrun networking', () => {
 
   it('network prune leaves the host\'s firewall exactly as it was', async () => {
     const before = ruleset();
-    const othersBefore = endpoints().some((e) => e.root !== sb.root);
+    const othersBefore = endpointFiles().some((e) => e.root !== sb.root);
     expectExit(await sb.tsrun(['network', 'create', 'fw1']), 0);
     expectExit(await sb.tsrun(['network', 'create', 'fw2']), 0);
     const port = await freePort();
@@ -333,7 +290,7 @@ describe('tsrun networking', () => {
     const after = ruleset();
     expect(withoutTsrunTable(after)).toBe(withoutTsrunTable(before));
     // With no other tsrun's container on the host, not even tsrun's table is left.
-    if (!othersBefore && !endpoints().some((e) => e.root !== sb.root)) expect(after).toBe(before);
+    if (!othersBefore && !endpointFiles().some((e) => e.root !== sb.root)) expect(after).toBe(before);
     const ls = await sb.tsrun(['network', 'ls']);
     expect(ls.stdout).not.toMatch(/fw1|fw2/);
   });

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { useSandbox } from '../helpers/sandbox.js';
 import { makePodman, podmanInstalled, type Podman, type PodmanResult } from '../helpers/podman.js';
-import { until } from '../helpers/bundle.js';
 import { HAS_SYS_RESOURCE } from '../helpers/caps.js';
+import { until } from '../helpers/wait.js';
 
 const IMAGE = 'localhost/tsrun-bb:latest';
 const sb = useSandbox();

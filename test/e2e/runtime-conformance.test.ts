@@ -6,7 +6,8 @@ import { existsSync, mkdirSync, readFileSync, readlinkSync, rmdirSync, writeFile
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useSandbox, parseStatus } from '../helpers/sandbox.js';
-import { makeBundle, nsInode, runtime, runtimeIds, until, type RuntimeOptions, type RuntimeResult, type SpecJson } from '../helpers/bundle.js';
+import { makeBundle, nsInode, runtime, runtimeIds, type RuntimeOptions, type RuntimeResult, type SpecJson } from '../helpers/bundle.js';
+import { until } from '../helpers/wait.js';
 import { CAPABILITIES } from '../../src/security/capabilities.js';
 import { HAS_SYS_RESOURCE, NO_SYS_RESOURCE_ERROR } from '../helpers/caps.js';
 

@@ -9,7 +9,8 @@ import { chmodSync, existsSync, readFileSync, readlinkSync, writeFileSync } from
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useSandbox, type Sandbox } from '../helpers/sandbox.js';
-import { makeBundle, nsInode, runtime, runtimeIds, until, waitForFile, type Bundle, type SpecJson, type RuntimeOptions, type RuntimeResult } from '../helpers/bundle.js';
+import { makeBundle, nsInode, runtime, runtimeIds, waitForFile, type Bundle, type SpecJson, type RuntimeOptions, type RuntimeResult } from '../helpers/bundle.js';
+import { alive, until } from '../helpers/wait.js';
 
 const sb = useSandbox();
 
@@ -27,15 +28,6 @@ function failed(r: RuntimeResult, re?: RegExp): void {
   expect(r.exitCode, `${r.command} should have failed\nstdout: ${r.stdout}`).not.toBe(0);
   expect(r.exitCode).not.toBeNull();
   if (re) expect(r.stderr).toMatch(re);
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 async function state(id: string): Promise<Record<string, unknown>> {

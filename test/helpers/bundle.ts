@@ -149,15 +149,6 @@ export function runtimeIds(root: string): string[] {
   }
 }
 
-/** Waits until `pred()` is true (polling), or throws with `what`. */
-export async function until(pred: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** The inode in a /proc/PID/ns/TYPE link ("net:[4026531840]" -> "4026531840"). */
 export function nsInode(link: string): string {
   return /\[(\d+)\]/.exec(link)?.[1] ?? link;

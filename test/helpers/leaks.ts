@@ -170,18 +170,13 @@ export function cgroupsNamed(ids: Iterable<string>, base = '/sys/fs/cgroup'): st
   return out.sort();
 }
 
-/**
- * Network endpoints of the given containers still registered on the host, and their
- * host-side veth if it still exists. tsrun's bridge driver records one file per
- * endpoint under TSRUN_NET_RUN (default /run/tsrun/networks)/endpoints/<bridge>/<ip>,
- * naming the container id and the veth; the veth's name is random, so the file is the
- * only way to tie a host interface to one of our containers.
- */
-export function networkEndpointsOf(ids: Iterable<string>, netRun = process.env.TSRUN_NET_RUN ?? '/run/tsrun/networks'): string[] {
-  const want = [...ids];
-  if (want.length === 0) return [];
-  const out: string[] = [];
+/** One endpoint record of tsrun's bridge driver: TSRUN_NET_RUN/endpoints/<bridge>/<ip>. */
+export interface EndpointFile { ip: string; bridge: string; network: string; root: string; containerId: string; veth: string; ifname: string; name?: string }
+
+/** Every endpoint registered on the host (all roots: bridges are host-wide). */
+export function endpointFiles(netRun = process.env.TSRUN_NET_RUN ?? '/run/tsrun/networks'): EndpointFile[] {
   const base = join(netRun, 'endpoints');
+  const out: EndpointFile[] = [];
   let bridges: string[] = [];
   try {
     bridges = readdirSync(base);
@@ -196,15 +191,28 @@ export function networkEndpointsOf(ids: Iterable<string>, netRun = process.env.T
       continue;
     }
     for (const f of files) {
-      const path = join(base, b, f);
-      const text = readOr(path);
-      if (!want.some((id) => text.includes(id))) continue;
-      const veth = /"veth"\s*:\s*"([^"]+)"/.exec(text)?.[1];
-      const present = veth && existsSync(join('/sys/class/net', veth));
-      out.push(`endpoint ${path}${veth ? `, veth ${veth}${present ? ' still on the host' : ''}` : ''}`);
+      try {
+        out.push(JSON.parse(readOr(join(base, b, f))) as EndpointFile);
+      } catch {
+        /* being written */
+      }
     }
   }
-  return out.sort();
+  return out;
+}
+
+/**
+ * Network endpoints of the given containers still registered on the host, and their
+ * host-side veth if it still exists. The veth's name is random, so the endpoint record
+ * is the only way to tie a host interface to one of our containers.
+ */
+export function networkEndpointsOf(ids: Iterable<string>, netRun?: string): string[] {
+  const want = new Set(ids);
+  if (want.size === 0) return [];
+  return endpointFiles(netRun)
+    .filter((e) => want.has(e.containerId))
+    .map((e) => `endpoint ${e.ip} on ${e.bridge} of ${e.containerId.slice(0, 12)}, veth ${e.veth}${existsSync(join('/sys/class/net', e.veth)) ? ' still on the host' : ''}`)
+    .sort();
 }
 
 export class LeakChecker {

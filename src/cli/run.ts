@@ -9,7 +9,8 @@ import { newId, resolvePaths } from '../runtime/state.js';
 import { requireRoot } from '../runtime/run.js';
 import { validateSpec } from '../spec/validate.js';
 import type { GlobalOptions } from './main.js';
-import { addImageRunOptions, prepareImageRun, type ImageRunCliOptions } from './image.js';
+import { addImageRunOptions } from './image.js';
+import { prepareImageRun, type ImageRunOptions } from '../engine/image-run.js';
 import type { OverlayLayers } from '../overlay/mount.js';
 import { addNetworkOptions, applyNetworkFlags, type NetworkFlags } from './network.js';
 
@@ -99,7 +100,7 @@ export function registerRun(program: Command): void {
       } else {
         const [image, ...rest] = command;
         if (!image) throw new TsrunError('USAGE', 'run needs an IMAGE, --rootfs DIR or --bundle DIR', { hint: 'tsrun run busybox echo hello' });
-        const prep = await prepareImageRun(paths.root, id, image, rest, opts as unknown as ImageRunCliOptions);
+        const prep = await prepareImageRun(paths.root, id, image, rest, opts as unknown as ImageRunOptions);
         if (opts.rm) cleanup = prep.cleanup;
         try {
           rootfs = prep.rootfs;

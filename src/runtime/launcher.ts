@@ -35,6 +35,19 @@ export interface Launched {
 }
 
 
+/**
+ * Why the gated child died, if it did: a step between launch() and the gate that fails
+ * because the child is gone (cgroup.procs: ESRCH, say) hides the cause, which the setup
+ * thread's posix_spawn reports (a file action that failed: the child's stdio, the gate
+ * FIFO). Waits up to MS for that report; null if the child's start has not failed.
+ */
+export async function earlyFailure(l: Launched, ms = 200): Promise<Error | null> {
+  return Promise.race([
+    l.started.then(() => null, (e: unknown) => (e instanceof Error ? e : new Error(String(e)))),
+    new Promise<null>((r) => setTimeout(() => r(null), ms).unref()),
+  ]);
+}
+
 function waitForChild(known: Set<number>, timeoutMs: number): number {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -11,7 +11,7 @@ import type { Spec } from '../spec/types.js';
 import type { OverlayLayers } from '../overlay/mount.js';
 import { tracer } from '../trace/tracer.js';
 import { lastCap } from '../security/capabilities.js';
-import { killQuietly, launch, openGate } from './launcher.js';
+import { earlyFailure, killQuietly, launch, openGate } from './launcher.js';
 import { GATE_NAME } from './protocol.js';
 import { procStartTime } from './proc-scan.js';
 import { type Paths, collectGarbage, createStateDir, ownerNow, writeJson } from './state.js';
@@ -117,8 +117,12 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<RunResu
       cgroup.ownChildren(), // cgroups (issue 4): the v2 namespace holder is no container process
     );
     pid = launched.pid;
-    cgroup.attach(pid, launched.setupTid); // cgroups (issue 4): limits, then the gated child, before execve
-    network?.attach(pid); // networking (issue 7): veth, address, routes, rules, before execve
+    try {
+      cgroup.attach(pid, launched.setupTid); // cgroups (issue 4): limits, then the gated child, before execve
+      network?.attach(pid); // networking (issue 7): veth, address, routes, rules, before execve
+    } catch (e) {
+      throw (await earlyFailure(launched)) ?? e;
+    }
     writeJson(join(dir, 'state.json'), { ...state, status: 'created', pid, pidStart: procStartTime(pid) });
     const exit = waitExit(k, pid);
     for (const s of FORWARDED) process.on(s, () => forward(k, pid!, s));

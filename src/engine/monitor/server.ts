@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import type { Kernel, SpawnStdio } from '../../linux/kernel.js';
 import { F_SETFD, FD_CLOEXEC, TIOCSWINSZ } from '../../linux/constants.js';
 import { TsrunError, wrap } from '../../errors.js';
-import { killQuietly, launch, openGate } from '../../runtime/launcher.js';
+import { earlyFailure, killQuietly, launch, openGate } from '../../runtime/launcher.js';
 import { GATE_NAME } from '../../runtime/protocol.js';
 import { isAlive, procStartTime } from '../../runtime/proc-scan.js';
 import { type Paths, stateDir } from '../../runtime/state.js';
@@ -600,8 +600,12 @@ export class Monitor {
         this.pendingAttach.delete(id);
         for (const c of waiting ?? []) this.addAttached(pty, c, Buffer.alloc(0));
       }
-      cgroup.attach(pid, launched.setupTid);
-      network?.attach(pid);
+      try {
+        cgroup.attach(pid, launched.setupTid);
+        network?.attach(pid);
+      } catch (e) {
+        throw (await earlyFailure(launched)) ?? e;
+      }
       const pidStart = procStartTime(pid) ?? 0;
       writeRuntimeState(this.paths, { ...base, status: 'created', pid, pidStart });
       const w: Watched = { id, pid, pidStart, child: true, cgroup, cgroupsPath: cgroup.path, logs, pipes, waiters: [], stopRequested: false, ...(network ? { network } : {}), ...(pty ? { pty } : {}) };

@@ -24,12 +24,9 @@ export function addResourceOptions(cmd: Command): Command {
   return cmd;
 }
 
-/** Registers info, stats and update, and gives `run` its resource flags. */
+/** Registers info, stats and update, and gives `run` and `create` their resource flags. */
 export function registerCgroupVerbs(program: Command): void {
-  const run = program.commands.find((c) => c.name() === 'run');
-  if (run) {
-    addResourceOptions(run);
-  }
+  for (const c of program.commands) if (c.name() === 'run' || c.name() === 'create') addResourceOptions(c);
 
   program
     .command('info')

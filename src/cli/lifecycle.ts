@@ -132,6 +132,8 @@ export interface RunContainerRequest {
   paths: Paths;
   overlay?: OverlayLayers;
   interactive: boolean;
+  /** `create`: stop after the record (print the id) */
+  createOnly?: boolean;
   /** the image reference, --rootfs dir or --bundle dir, as given */
   source: string;
   opts: LifecycleRunFlags;
@@ -140,13 +142,10 @@ export interface RunContainerRequest {
   cleanup?: () => void;
 }
 
-/** `create` is `run` that stops after the record. */
-export const runMode = { createOnly: false };
-
 /** Takes over after `run` built the spec: a record, then foreground, detached, or create-only. */
 export async function runContainer(k: Kernel, req: RunContainerRequest): Promise<number> {
   const o = req.opts;
-  const detach = o.detach || runMode.createOnly;
+  const detach = o.detach || !!req.createOnly;
   for (const a of o.attach ?? []) {
     if (!/^(stdin|stdout|stderr)$/i.test(a)) throw new TsrunError('USAGE', `invalid -a ${a}: use STDIN, STDOUT or STDERR`);
   }
@@ -167,7 +166,7 @@ export async function runContainer(k: Kernel, req: RunContainerRequest): Promise
     hostConfig: { autoRemove: !!o.rm, restartPolicy, logConfig, init: !!o.init },
     state: { restartCount: 0 },
   });
-  if (runMode.createOnly) {
+  if (req.createOnly) {
     process.stdout.write(`${rec.id}\n`);
     return 0;
   }
@@ -616,17 +615,6 @@ export function registerLifecycle(program: Command): void {
     const { runMonitor } = await import('../engine/monitor/server.js');
     await runMonitor(c.k, c.paths);
   });
-
-  program
-    .command('create')
-    .description('create a container without starting it (takes run\'s flags); prints its ID')
-    .allowUnknownOption()
-    .helpOption(false)
-    .argument('[args...]')
-    .action(async (args: string[]) => {
-      runMode.createOnly = true;
-      await program.parseAsync(['run', ...args], { from: 'user' });
-    });
 
   program
     .command('start')

@@ -57,14 +57,14 @@ export function buildProgram(): Command {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(0);
     process.exit(125);
   });
-  registerRun(program);
+  registerRun(program); // run and create
   registerSpec(program);
   registerExplain(program);
-  registerCgroupVerbs(program); // after registerRun: it adds run's resource flags
+  registerCgroupVerbs(program); // after registerRun: it adds the resource flags of run and create
   registerImage(program);
   registerArchive(program);
   registerNetwork(program); // networking (issue 7): network create|ls|inspect|rm|connect|disconnect|prune, port
-  registerLifecycle(program); // lifecycle (issue 5): create, start, ps, logs, exec, stop, ...
+  registerLifecycle(program); // lifecycle (issue 5): start, ps, logs, exec, stop, ...
   return program;
 }
 

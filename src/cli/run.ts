@@ -51,10 +51,16 @@ function checkRootfs(rootfs: string): void {
   if (!ok) throw new TsrunError('ROOTFS', `rootfs "${rootfs}" is not a directory`, { hint: 'give --rootfs a directory holding the container\'s filesystem' });
 }
 
+/** `run`, and `create`: the same flags and the same work, stopping after the record. */
 export function registerRun(program: Command): void {
+  defineRun(program, 'run', 'run a command in a new container', false);
+  defineRun(program, 'create', 'create a container without starting it (takes run\'s flags); prints its ID', true);
+}
+
+function defineRun(program: Command, name: string, description: string, createOnly: boolean): void {
   addNetworkOptions(addLifecycleRunOptions(addImageRunOptions(program
-    .command('run')
-    .description('run a command in a new container')
+    .command(name)
+    .description(description)
     .usage('[options] IMAGE [COMMAND [ARG...]]  |  --rootfs DIR [options] [--] COMMAND [ARG...]  |  --bundle DIR')
     .passThroughOptions()
     .argument('[command...]', 'the command and its arguments')
@@ -119,7 +125,7 @@ export function registerRun(program: Command): void {
         // lifecycle (issue 5): a record for ps/inspect/rm; -d hands the container to the monitor.
         process.exitCode = await runContainer(new LinuxKernel(), {
           id, spec, rootfs, bundle, paths, overlay, interactive: opts.interactive || !!opts.bundle,
-          source: opts.rootfs ?? opts.bundle ?? command[0]!, opts: opts as unknown as LifecycleRunFlags, rootFlag: globals.root, cleanup,
+          source: opts.rootfs ?? opts.bundle ?? command[0]!, opts: opts as unknown as LifecycleRunFlags, rootFlag: globals.root, cleanup, createOnly,
         });
       } catch (e) {
         cleanup?.();

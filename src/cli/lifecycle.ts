@@ -11,10 +11,9 @@ import type { Command } from 'commander';
 import { TsrunError } from '../errors.js';
 import { LinuxKernel } from '../linux/libc.js';
 import type { Kernel } from '../linux/kernel.js';
-import type { OverlayLayers } from '../overlay/mount.js';
 import { OOM_MESSAGE } from '../cgroups/container.js';
 import { removeStaleCgroup } from '../cgroups/manager.js';
-import { type RunResult, attachTty, drainTty, requireRoot, runForeground } from '../runtime/run.js';
+import { type RunRequest, type RunResult, attachTty, drainTty, requireRoot, runForeground } from '../runtime/run.js';
 import { type Paths, collectGarbage, resolvePaths, stateDir } from '../runtime/state.js';
 import { ImageStore } from '../image/store.js';
 import type { Spec } from '../spec/types.js';
@@ -124,14 +123,8 @@ function addInit(spec: Spec): void {
   spec.process!.args = ['/sbin/docker-init', '--', ...spec.process!.args];
 }
 
-export interface RunContainerRequest {
-  id: string;
-  spec: Spec;
-  rootfs: string;
-  bundle: string;
-  paths: Paths;
-  overlay?: OverlayLayers;
-  interactive: boolean;
+/** What runForeground needs of the container, plus what the engine adds around it. */
+export interface RunContainerRequest extends Pick<RunRequest, 'id' | 'spec' | 'rootfs' | 'bundle' | 'paths' | 'overlay' | 'interactive'> {
   /** `create`: stop after the record (print the id) */
   createOnly?: boolean;
   /** the image reference, --rootfs dir or --bundle dir, as given */

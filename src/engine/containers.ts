@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { TsrunError } from '../errors.js';
 import type { OverlayLayers } from '../overlay/mount.js';
-import { isAlive, procStartTime } from '../runtime/proc-scan.js';
+import { isAlive } from '../runtime/proc-scan.js';
 import { type Paths, type RuntimeState, readState, stateDir, writeJson } from '../runtime/state.js';
 import type { Spec } from '../spec/types.js';
 

@@ -564,7 +564,7 @@ export class LinuxKernel implements Kernel {
   pipe(why?: string): [number, number] {
     const f = libc().fn('int pipe2(void *, int)');
     const fds = Buffer.alloc(8);
-    this.call('pipe2', () => 'O_CLOEXEC', why, () => f(fds, 0o2000000 /* O_CLOEXEC */));
+    this.call('pipe2', () => 'O_CLOEXEC', why, () => f(fds, O.O_CLOEXEC));
     return [fds.readInt32LE(0), fds.readInt32LE(4)];
   }
 

@@ -14,14 +14,13 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { detectCgroups } from '../../src/cgroups/detect.js';
 import { blkioWeightToIoWeight } from '../../src/cgroups/convert.js';
 import { expectExit, useSandbox } from '../helpers/sandbox.js';
 import { waitForOutput } from '../helpers/tsrun.js';
 import { TempDirs } from '../helpers/tempdirs.js';
 import { sleep, until } from '../helpers/wait.js';
+import { cgroupLayout, newCgroupParent, removeCgroupParent } from '../helpers/cgroups.js';
 
 const SLOW = Number(process.env.TSRUN_E2E_SLOW ?? 1);
 const T = (ms: number): number => ms * SLOW;
@@ -30,7 +29,7 @@ const MiB = 1024 * KiB;
 const DISK_SIZE = 64 * MiB;
 // util-linux's, by path: busybox's losetup (first in the cgroup2 VM's PATH) has no --show
 const LOSETUP = ['/usr/sbin/losetup', '/sbin/losetup'].find((p) => existsSync(p)) ?? 'losetup';
-const layout = detectCgroups();
+const layout = cgroupLayout;
 const V2 = layout.choice.io === 'v2';
 /** Where the container's io/blkio cgroup files are, seen from inside (its cgroup namespace). */
 const INSIDE = V2 ? '/sys/fs/cgroup' : '/sys/fs/cgroup/blkio';
@@ -43,11 +42,6 @@ function skipReason(): string | null {
 }
 const SKIP = skipReason();
 if (SKIP) console.log(`cgroup-blkio.test.ts skipped: ${SKIP}`);
-
-/** Every hierarchy a test's parent may exist in. */
-function hierarchies(): string[] {
-  return [...new Set([...(layout.v2 ? [layout.v2.mount] : []), ...Object.values(layout.v1)])];
-}
 
 /** The host directory of a cgroup (relative path) in the hierarchy serving io. */
 function ioDir(rel: string): string {
@@ -156,31 +150,11 @@ describe.skipIf(SKIP !== null)(`block I/O limits (${V2 ? 'cgroup v2 io' : 'v1 bl
   const opts = (): { env: Record<string, string>; timeoutMs: number } => ({ env: { TSRUN_CGROUP_PARENT: parent }, timeoutMs: T(30_000) });
 
   beforeEach(() => {
-    parent = `tsrun-e2e-${randomBytes(4).toString('hex')}`;
+    parent = newCgroupParent();
   });
 
   afterEach(() => {
-    // No container cgroup may survive its test; then the test's own parent goes.
-    const left: string[] = [];
-    for (const h of hierarchies()) {
-      const p = join(h, parent);
-      if (!existsSync(p)) continue;
-      for (const e of readdirSync(p, { withFileTypes: true })) {
-        if (!e.isDirectory()) continue;
-        left.push(join(p, e.name));
-        try {
-          rmdirSync(join(p, e.name));
-        } catch {
-          /* reported below */
-        }
-      }
-      try {
-        rmdirSync(p);
-      } catch {
-        /* reported below */
-      }
-    }
-    expect(left, 'cgroups left behind').toEqual([]);
+    expect(removeCgroupParent(parent), 'cgroups left behind').toEqual([]);
   });
 
   /** The running container's state, once tsrun recorded its pid. */

@@ -1,15 +1,15 @@
 // The shared tools of the detached-lifecycle e2e files: a tsrun bound to the test's own
 // root and cgroup parent, run -d / inspect shortcuts, the monitor's pid, and the
 // afterEach that removes what a failed test left and checks that no cgroup survived.
-import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { expect } from 'vitest';
 import { expectExit, type Sandbox } from './sandbox.js';
 import { alive, until } from './wait.js';
+import { newCgroupParent, removeCgroupParent } from './cgroups.js';
 
 export function lifecycleKit(sb: Sandbox, tag: string) {
-  const parent = `tsrun-e2e-${tag}-${randomBytes(4).toString('hex')}`;
+  const parent = newCgroupParent(`e2e-${tag}`);
   const env: { [k: string]: string } = { TSRUN_CGROUP_PARENT: parent };
   const ts = (args: string[], opts: { input?: string; timeoutMs?: number } = {}) => sb.tsrun(args, { env, timeoutMs: 60_000, ...opts });
   const runD = async (flags: string[], cmd: string[]): Promise<string> => {
@@ -40,14 +40,7 @@ export function lifecycleKit(sb: Sandbox, tag: string) {
       const p = monitorPid();
       return p === null || !alive(p);
     }, 10_000).catch(() => {});
-    for (const h of readdirSync('/sys/fs/cgroup')) {
-      const d = join('/sys/fs/cgroup', h, parent);
-      if (existsSync(d)) {
-        const kids = readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory());
-        expect(kids.map((k) => k.name), `cgroups left under ${d}`).toEqual([]);
-        rmdirSync(d);
-      }
-    }
+    expect(removeCgroupParent(parent), 'cgroups left behind').toEqual([]);
   };
   return { parent, env, ts, runD, inspect, monitorPid, waitFor, cleanup };
 }

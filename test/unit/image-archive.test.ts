@@ -1,36 +1,12 @@
 // Archive reading and writing against a real ImageStore in a temp dir.
-import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pack } from 'tar-stream';
-
-type Headers = Parameters<ReturnType<typeof pack>['entry']>[0];
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TarIndex, importRootfs, loadArchive, saveArchive } from '../../src/image/archive.js';
 import { ImageStore } from '../../src/image/store.js';
-
-async function tarOf(entries: Array<{ h: Headers; body?: string | Buffer }>): Promise<Buffer> {
-  const p = pack();
-  const chunks: Buffer[] = [];
-  p.on('data', (c: unknown) => {
-    chunks.push(c as Buffer);
-  });
-  const done = new Promise<void>((res, rej) => {
-    p.on('end', () => res());
-    p.on('error', rej);
-  });
-  for (const e of entries) {
-    const body = e.body ?? (e.h.type === undefined || e.h.type === 'file' ? '' : undefined);
-    if (body === undefined) p.entry(e.h);
-    else p.entry(e.h, body);
-  }
-  p.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
-
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+import { sha256 as sha } from '../helpers/images.js';
+import { tarOf } from '../helpers/tar.js';
 
 let dir: string;
 beforeEach(() => {

@@ -1,17 +1,15 @@
 // unpackLayer against real temp dirs, with tars built in memory. Cases that need root
 // (mknod of devices, trusted.* and security.* xattrs, chown) are skipped without it.
-import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { pack } from 'tar-stream';
-
-type Headers = Parameters<ReturnType<typeof pack>['entry']>[0];
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { entryParts, sniffCompression, unpackLayer } from '../../src/image/unpack.js';
+import { sha256 as sha } from '../helpers/images.js';
+import { tarOf, type TarEntrySpec } from '../helpers/tar.js';
 
 const isRoot = process.getuid?.() === 0;
 const hasZstd = (() => {
@@ -23,28 +21,7 @@ const hasZstd = (() => {
   }
 })();
 
-type E = { h: Headers; body?: string | Buffer };
-
-async function tarOf(entries: E[]): Promise<Buffer> {
-  const p = pack();
-  const chunks: Buffer[] = [];
-  p.on('data', (c: unknown) => {
-    chunks.push(c as Buffer);
-  });
-  const done = new Promise<void>((res, rej) => {
-    p.on('end', () => res());
-    p.on('error', rej);
-  });
-  // A file entry without a body would wait for a stream to be written: give it an empty one.
-  for (const e of entries) {
-    const body = e.body ?? (e.h.type === undefined || e.h.type === 'file' ? '' : undefined);
-    if (body === undefined) p.entry(e.h);
-    else p.entry(e.h, body);
-  }
-  p.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
+type E = TarEntrySpec;
 
 /** A PAX extended header block whose values are raw bytes (tar-stream's encoder only takes strings). */
 function paxBlock(records: Array<[string, Buffer]>): Buffer {
@@ -81,7 +58,6 @@ function getxattr(p: string, name: string): Buffer | null {
   }
 }
 
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const mtime = new Date('2020-01-02T03:04:05Z');
 const T = mtime.getTime() / 1000;
 

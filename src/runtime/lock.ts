@@ -69,17 +69,27 @@ function timedOut(path: string, pid: number, o: LockOptions): TsrunError {
   });
 }
 
+/**
+ * One acquisition: each call tries once and returns 0 once the lock is held, or how
+ * long to wait before the next try (2 ms, growing to 20); past the timeout it throws.
+ * The two lock functions differ only in how they wait.
+ */
+function acquisition(path: string, o: LockOptions): () => number {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const deadline = Date.now() + (o.timeoutMs ?? 30_000);
+  let i = 0;
+  return () => {
+    const a = attempt(path, o);
+    if (a.held) return 0;
+    if (Date.now() > deadline) throw timedOut(path, a.pid, o);
+    return Math.min(2 + i++, 20);
+  };
+}
 
 /** Runs `fn` holding the lock; waits (blocking) for it. */
 export function withFileLock<T>(path: string, fn: () => T, o: LockOptions): T {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const deadline = Date.now() + (o.timeoutMs ?? 30_000);
-  for (let i = 0; ; i++) {
-    const a = attempt(path, o);
-    if (a.held) break;
-    if (Date.now() > deadline) throw timedOut(path, a.pid, o);
-    sleepSync(Math.min(2 + i, 20));
-  }
+  const next = acquisition(path, o);
+  for (let ms = next(); ms > 0; ms = next()) sleepSync(ms);
   try {
     return fn();
   } finally {
@@ -89,14 +99,8 @@ export function withFileLock<T>(path: string, fn: () => T, o: LockOptions): T {
 
 /** The same, for work that awaits while holding the lock; waits without blocking the event loop. */
 export async function withFileLockAsync<T>(path: string, fn: () => T | Promise<T>, o: LockOptions): Promise<T> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const deadline = Date.now() + (o.timeoutMs ?? 30_000);
-  for (let i = 0; ; i++) {
-    const a = attempt(path, o);
-    if (a.held) break;
-    if (Date.now() > deadline) throw timedOut(path, a.pid, o);
-    await new Promise((r) => setTimeout(r, Math.min(2 + i, 20)));
-  }
+  const next = acquisition(path, o);
+  for (let ms = next(); ms > 0; ms = next()) await new Promise((r) => setTimeout(r, ms));
   try {
     return await fn();
   } finally {

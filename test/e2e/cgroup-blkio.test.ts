@@ -12,7 +12,7 @@
 // the waits). A kernel without loop devices or an io/blkio controller skips the file and
 // says why.
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { blkioWeightToIoWeight } from '../../src/cgroups/convert.js';
@@ -20,7 +20,7 @@ import { expectExit, useSandbox } from '../helpers/sandbox.js';
 import { waitForOutput } from '../helpers/tsrun.js';
 import { TempDirs } from '../helpers/tempdirs.js';
 import { sleep, until } from '../helpers/wait.js';
-import { cgroupLayout, newCgroupParent, removeCgroupParent } from '../helpers/cgroups.js';
+import { cgroupLayout, runningContainer, newCgroupParent, removeCgroupParent } from '../helpers/cgroups.js';
 
 const SLOW = Number(process.env.TSRUN_E2E_SLOW ?? 1);
 const T = (ms: number): number => ms * SLOW;
@@ -157,23 +157,7 @@ describe.skipIf(SKIP !== null)(`block I/O limits (${V2 ? 'cgroup v2 io' : 'v1 bl
     expect(removeCgroupParent(parent), 'cgroups left behind').toEqual([]);
   });
 
-  /** The running container's state, once tsrun recorded its pid. */
-  async function runningState(sub: ReturnType<typeof sb.spawn>): Promise<{ id: string; pid: number; cgroupsPath: string }> {
-    const dir = join(sb.root, 'run', 'containers');
-    return until(() => {
-      // tsrun that already exited will never record a running container: say so at once.
-      if (sub.exitCode !== null) throw new Error(`tsrun exited (${sub.exitCode}) before its container ran`);
-      for (const id of existsSync(dir) ? readdirSync(dir) : []) {
-        try {
-          const s = JSON.parse(readFileSync(join(dir, id, 'state.json'), 'utf8')) as { id: string; pid?: number; status: string; cgroupsPath?: string };
-          if (s.status === 'running' && s.pid && s.cgroupsPath) return { id: s.id, pid: s.pid, cgroupsPath: s.cgroupsPath };
-        } catch {
-          /* being written */
-        }
-      }
-      return null;
-    }, 'the container to be running', T(15_000));
-  }
+  const runningState = (sub: { exitCode: number | null }) => runningContainer(sb.root, sub, T(15_000));
 
   /**
    * Ends a container that waits for /tmp/go, whatever the test did: a failed assertion

@@ -5,12 +5,12 @@
 //
 // Each test uses its own cgroup parent (TSRUN_CGROUP_PARENT), so its leak check looks
 // only at cgroups it made, never at other engineers' or the machine's.
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { expectExit, useSandbox } from '../helpers/sandbox.js';
 import { sleep, until } from '../helpers/wait.js';
-import { cgroupLayout, hierarchies, newCgroupParent, removeCgroupParent } from '../helpers/cgroups.js';
+import { cgroupLayout, runningContainer, hierarchies, newCgroupParent, removeCgroupParent } from '../helpers/cgroups.js';
 
 const SLOW = Number(process.env.TSRUN_E2E_SLOW ?? 1);
 const T = (ms: number): number => ms * SLOW;
@@ -40,25 +40,11 @@ describe('cgroups', () => {
     expect(removeCgroupParent(parent), 'cgroups left behind').toEqual([]);
   });
 
-  /** The running container's state, once tsrun recorded its pid. */
-  async function runningState(): Promise<{ id: string; pid: number; cgroupsPath: string }> {
-    const dir = join(sb.root, 'run', 'containers');
-    return until(() => {
-      for (const id of existsSync(dir) ? readdirSync(dir) : []) {
-        try {
-          const s = JSON.parse(readFileSync(join(dir, id, 'state.json'), 'utf8')) as { id: string; pid?: number; status: string; cgroupsPath?: string };
-          if (s.status === 'running' && s.pid && s.cgroupsPath) return { id: s.id, pid: s.pid, cgroupsPath: s.cgroupsPath };
-        } catch {
-          /* being written */
-        }
-      }
-      return null;
-    }, 'the container to be running', T(15_000));
-  }
+  const runningState = (sub: { exitCode: number | null }) => runningContainer(sb.root, sub, T(15_000));
 
   it('records its cgroup in state, under the configured parent, and removes it at the end', async () => {
     const sub = sb.spawn(['run', '--rootfs', sb.rootfs(), '--', 'sh', '-c', 'trap "exit 0" TERM; sleep 30 & wait'], opts());
-    const s = await runningState();
+    const s = await runningState(sub);
     expect(s.cgroupsPath).toBe(`${parent}/${s.id}`);
     const procs = readFileSync(join(cgDir('memory', s.cgroupsPath), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
     expect(procs).toContain(s.pid);
@@ -90,7 +76,7 @@ describe('cgroups', () => {
       // The sleeps outlive the test's wait (on a loaded host forking 20 can take seconds);
       // PID 1's exit ends them, as it ends every process of the namespace.
       '(for i in $(seq 1 60); do sleep 60 & done) 2>/dev/null; echo forked; sleep 12; echo alive'], opts());
-    const s = await runningState();
+    const s = await runningState(sub);
     const dir = cgDir('pids', s.cgroupsPath);
     expect(readFileSync(join(dir, 'pids.max'), 'utf8').trim()).toBe('20');
     let peak = 0;
@@ -125,7 +111,7 @@ describe('cgroups', () => {
     if (onV2('cpu')) writeFileSync(join(parentDir, 'cpu.weight'), '10000');
     else writeFileSync(join(parentDir, 'cpu.shares'), '262144');
     const sub = sb.spawn(['run', '--rootfs', sb.rootfs(), '--cpus', '0.5', '--cpu-shares', '262144', '--', 'sh', '-c', 'trap "exit 0" TERM; yes > /dev/null & wait'], opts());
-    const s = await runningState();
+    const s = await runningState(sub);
     const usage = (): number => {
       if (onV2('cpu')) return Number(/usage_usec (\d+)/.exec(readFileSync(join(cgDir('cpu', s.cgroupsPath), 'cpu.stat'), 'utf8'))![1]) * 1000;
       return Number(readFileSync(join(cgDir('cpuacct', s.cgroupsPath), 'cpuacct.usage'), 'utf8'));
@@ -170,7 +156,7 @@ describe('cgroups', () => {
     const go = join(sb.rootfs(), 'tmp', 'go');
     const sub = sb.spawn(['run', '--rootfs', sb.rootfs(), '--memory', '32m', '--memory-swap', '32m', '--', 'sh', '-c',
       'while [ ! -e /tmp/go ]; do sleep 0.1; done; x=$(head -c 67108864 /dev/zero | tr "\\0" a); echo survived ${#x}'], opts());
-    const s = await runningState();
+    const s = await runningState(sub);
     const memFile = join(cgDir('memory', s.cgroupsPath), onV2('memory') ? 'memory.max' : 'memory.limit_in_bytes');
     expect(Number(readFileSync(memFile, 'utf8'))).toBe(32 * MiB);
     const u = await sb.tsrun(['update', '--memory', '512m', '--memory-swap', '512m', s.id.slice(0, 12)], opts());
@@ -185,7 +171,7 @@ describe('cgroups', () => {
 
   it('stats agree with the cgroup files', async () => {
     const sub = sb.spawn(['run', '--rootfs', sb.rootfs(), '--memory', '64m', '--pids-limit', '50', '--', 'sh', '-c', 'trap "exit 0" TERM; sleep 30 & wait'], opts());
-    const s = await runningState();
+    const s = await runningState(sub);
     const r = await sb.tsrun(['stats', '--no-stream', '--format', 'json', s.id], opts());
     expectExit(r, 0);
     const row = JSON.parse(r.stdout.trim()) as { ID: string; MemUsage: string; PIDs: string; Cgroup: Record<string, number> };
@@ -214,7 +200,7 @@ describe('cgroups', () => {
 
   it('after kill -9 of tsrun, the next tsrun kills the orphan and removes its cgroup', async () => {
     const sub = sb.spawn(['run', '--rootfs', sb.rootfs(), '--', 'sleep', '60'], opts());
-    const s = await runningState();
+    const s = await runningState(sub);
     sub.kill('SIGKILL');
     // tsrun is gone; its container is not (and holds tsrun's stdout open, so `sub`
     // settles only once the orphan dies).

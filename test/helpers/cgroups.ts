@@ -1,9 +1,10 @@
 // A test's own cgroup parent (TSRUN_CGROUP_PARENT), and the check that closes it: no
 // container cgroup may survive the test, then the parent itself goes.
-import { existsSync, readdirSync, rmdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { detectCgroups } from '../../src/cgroups/detect.js';
+import { until } from './wait.js';
 
 export const cgroupLayout = detectCgroups();
 
@@ -38,4 +39,25 @@ export function removeCgroupParent(parent: string): string[] {
     }
   }
   return left;
+}
+
+/**
+ * The running container of a foreground `tsrun run` (SUB) under tsrun root ROOT, once
+ * tsrun has recorded its pid and cgroup. A tsrun that already exited never will: that
+ * fails at once.
+ */
+export async function runningContainer(root: string, sub: { exitCode: number | null }, timeoutMs: number): Promise<{ id: string; pid: number; cgroupsPath: string }> {
+  const dir = join(root, 'run', 'containers');
+  return until(() => {
+    if (sub.exitCode !== null) throw new Error(`tsrun exited (${sub.exitCode}) before its container ran`);
+    for (const id of existsSync(dir) ? readdirSync(dir) : []) {
+      try {
+        const s = JSON.parse(readFileSync(join(dir, id, 'state.json'), 'utf8')) as { id: string; pid?: number; status: string; cgroupsPath?: string };
+        if (s.status === 'running' && s.pid && s.cgroupsPath) return { id: s.id, pid: s.pid, cgroupsPath: s.cgroupsPath };
+      } catch {
+        /* being written */
+      }
+    }
+    return null;
+  }, 'the container to be running', timeoutMs);
 }

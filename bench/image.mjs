@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { TSRUN, havePodman as podmanInstalled, intEnv, median, podmanEnv as podmanConfig, requireRoot, testHelpers, timeSync, unmountUnder } from './lib.mjs';
+import { TSRUN, havePodman as podmanInstalled, intEnv, median, podmanEnv as podmanConfig, requireRoot, row, testHelpers, timeSync, unmountUnder } from './lib.mjs';
 
 const N = intEnv('BENCH_N', 10, 1);
 requireRoot('containers need namespaces and mounts');
@@ -93,7 +93,6 @@ try {
   }
   if (havePodman) spawnSync('podman', ['rmi', '-a', '-f'], { env: { ...process.env, ...pEnv }, stdio: 'ignore' });
 
-  const row = (name, a) => `${name.padEnd(34)} ${a.length ? median(a).toFixed(1).padStart(8) + ' ms' : '      n/a'}  (min ${a.length ? Math.min(...a).toFixed(1) : '-'}, max ${a.length ? Math.max(...a).toFixed(1) : '-'}, n=${a.length})`;
   console.log(row('tsrun pull (cold)', pull.tsrun));
   console.log(row('podman pull (cold)', pull.podman));
   console.log(row('tsrun run --rm --network none (warm)', run.tsrun));

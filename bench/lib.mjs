@@ -46,6 +46,12 @@ export function median(xs) {
 }
 
 /** The p-quantile (0..1) by nearest rank. */
+/** One result line: the label, the median in ms, then min, max and count. */
+export function row(name, xs, width = 40) {
+  const f = (v) => v.toFixed(1);
+  return `${name.padEnd(width)} ${xs.length ? f(median(xs)).padStart(8) + ' ms' : '      n/a'}  (min ${xs.length ? f(Math.min(...xs)) : '-'}, max ${xs.length ? f(Math.max(...xs)) : '-'}, n=${xs.length})`;
+}
+
 export function quantile(xs, p) {
   const s = [...xs].sort((x, y) => x - y);
   return s.length ? s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))] : NaN;

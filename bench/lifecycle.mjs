@@ -14,23 +14,16 @@
 // tsrun runs on it with --rootfs; podman runs it as an image made by `podman import` of
 // the same tree. Podman has its own temp config (cgroupfs manager, runc since crun
 // refuses this host's hybrid cgroups, file event log) and storage.
-import { build } from 'esbuild';
 import { execFileSync, spawnSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL, fileURLToPath } from 'node:url';
-import { median, timeSync as time } from './lib.mjs';
+import { TSRUN, havePodman as podmanInstalled, median, podmanEnv, requireRoot, row, testHelpers, timeSync as time } from './lib.mjs';
 
-const REPO = fileURLToPath(new URL('..', import.meta.url));
 const N = Number(process.env.BENCH_N ?? 10);
-const TSRUN = join(REPO, 'bin/tsrun');
 const COUNT = Number(process.env.BENCH_CONTAINERS ?? 50);
 
-if (process.getuid() !== 0) {
-  console.error('bench/lifecycle.mjs: run as root');
-  process.exit(1);
-}
+requireRoot('bench/lifecycle.mjs starts containers');
 
 const work = mkdtempSync(join(tmpdir(), 'tsrun-bench-lifecycle-'));
 const tRoot = join(work, 'tsrun');
@@ -72,16 +65,8 @@ function cleanup() {
   rmSync(work, { recursive: true, force: true });
 }
 
-const row = (name, a) => `${name.padEnd(36)} ${a.length ? median(a).toFixed(1).padStart(8) + ' ms' : '      n/a'}  (min ${a.length ? Math.min(...a).toFixed(1) : '-'}, max ${a.length ? Math.max(...a).toFixed(1) : '-'}, n=${a.length})`;
-
 try {
-  const helpers = join(work, 'helpers.mjs');
-  await build({
-    stdin: { contents: "export * from './test/helpers/rootfs.ts';", resolveDir: REPO, loader: 'ts' },
-    bundle: true, platform: 'node', format: 'esm', outfile: helpers, logLevel: 'warning',
-    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
-  });
-  const { buildBusyboxRootfs } = await import(pathToFileURL(helpers).href);
+  const { buildBusyboxRootfs } = await testHelpers(work, ['rootfs']);
   const rootfs = buildBusyboxRootfs(join(work, 'rootfs'));
 
   // 1. RSS at COUNT containers, started in parallel batches
@@ -104,12 +89,8 @@ try {
   tsrun(['rm', '-f', ...names]);
 
   // podman's temp configuration
-  const havePodman = spawnSync('podman', ['--version'], { stdio: 'ignore' }).status === 0;
-  const pc = join(work, 'podman');
-  mkdirSync(pc, { recursive: true });
-  writeFileSync(join(pc, 'containers.conf'), `[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nruntime = "runc"\n[containers]\nnetns = "none"\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n`);
-  writeFileSync(join(pc, 'storage.conf'), `[storage]\ndriver = "overlay"\ngraphroot = "${join(pc, 'graph')}"\nrunroot = "${join(pc, 'run')}"\n`);
-  const pEnv = { ...process.env, CONTAINERS_CONF: join(pc, 'containers.conf'), CONTAINERS_STORAGE_CONF: join(pc, 'storage.conf') };
+  const havePodman = podmanInstalled();
+  const pEnv = { ...process.env, ...podmanEnv(join(work, 'podman'), { netns: 'none' }) };
   if (havePodman) {
     execFileSync('sh', ['-c', `tar -C '${rootfs}' -c . | podman import - bench-busybox`], { env: pEnv, stdio: 'ignore' });
   } else console.log('podman not installed: its rows are left out');

@@ -6,8 +6,7 @@ import { TsrunError } from '../errors.js';
 import { parseTraceMode, tracer } from '../trace/tracer.js';
 import { normalizeArgv } from './argv.js';
 import { registerRun } from './run.js';
-import { prewarmSetupWorker, retireUnusedWorker } from '../runtime/launcher.js';
-import { LinuxKernel } from '../linux/libc.js';
+import { retireUnusedWorker } from '../runtime/launcher.js';
 import { registerSpec } from './spec.js';
 import { registerExplain } from './explain.js';
 import { registerCgroupVerbs } from './cgroup-verbs.js';
@@ -69,10 +68,6 @@ export function buildProgram(): Command {
 }
 
 async function main(): Promise<void> {
-  // Only a foreground run launches here; a detached one (-d, or -d among short flags)
-  // is launched by the monitor, so a worker started now would never be used.
-  const detached = process.argv.some((a) => a === '--detach' || /^-[A-Za-z]*d[A-Za-z]*$/.test(a));
-  if (process.argv.includes('run') && !detached) prewarmSetupWorker(new LinuxKernel());
   const program = buildProgram();
   try {
     await program.parseAsync(normalizeArgv(process.argv));

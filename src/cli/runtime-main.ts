@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { TsrunError } from '../errors.js';
 import { LinuxKernel } from '../linux/libc.js';
-import { prewarmSetupWorker, retireUnusedWorker } from '../runtime/launcher.js';
+import { retireUnusedWorker } from '../runtime/launcher.js';
 import { processesInPidns } from '../runtime/proc-scan.js';
 import {
   containerCgroup, createContainer, deleteContainer, execInContainer, killContainer, pauseContainer, listContainers, loadRecord, ociState, startContainer, statusOf,
@@ -364,7 +364,6 @@ function cmdline(pid: number): string {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('create') || process.argv.includes('run')) prewarmSetupWorker(k);
   const program = build();
   program.exitOverride((err) => {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(0);

@@ -63,34 +63,13 @@ export function workerPath(): string {
   return join(__dirname, 'setup-worker.cjs');
 }
 
-let prewarmed: Worker | undefined;
-
 /**
- * Starts the setup thread before it is needed. A worker's bootstrap (a V8 isolate,
- * Node's bootstrap, loading koffi) takes tens of milliseconds; started first thing, it
- * overlaps with argument parsing and spec building on the main thread. It waits for
- * its plan by message. unref(): a command that fails early still exits at once.
+ * The setup thread started ahead of time (bin/load-bundle.cjs starts it for a
+ * foreground run or a runtime create/run, before the bundle is evaluated, so that its
+ * boot overlaps the bundle), once this bundle has taken it over; `ready` once it has
+ * booted.
  */
-export function prewarmSetupWorker(k: Kernel): void {
-  if (prewarmed || adoptEarlyWorker()) return;
-  // Load koffi on this thread *before* the worker loads it too: two threads
-  // registering the addon at the same moment crashed Node now and then
-  // ("FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw", seen under 50
-  // parallel starts). The main thread needs it anyway.
-  k.gettid();
-  const w = new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
-  prewarmedReady = new Promise((resolve) => {
-    const onMessage = (m: WorkerMessage): void => {
-      if (m.t === 'ready') resolve();
-    };
-    w.on('message', onMessage);
-    w.once('exit', () => resolve());
-    w.once('error', () => resolve());
-  });
-  w.unref();
-  prewarmed = w;
-}
-
+let prewarmed: Worker | undefined;
 let prewarmedReady: Promise<void> = Promise.resolve();
 
 /**
@@ -125,6 +104,11 @@ export async function retireUnusedWorker(): Promise<void> {
 export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Promise<Launched> {
   const t0 = tracer.on ? tracer.now() : undefined;
   if (!prewarmed) adoptEarlyWorker();
+  // No worker started ahead (exec, the monitor's launches): load koffi on this thread
+  // *before* the worker loads it too. Two threads registering the addon at the same
+  // moment crashed Node now and then ("FATAL ERROR: Error::ThrowAsJavaScriptException
+  // napi_throw", seen under 50 parallel starts); the bin loader orders it the same way.
+  if (!prewarmed) k.gettid();
   const worker = prewarmed ?? new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
   prewarmed = undefined;
   worker.ref();

@@ -4,7 +4,6 @@
 // restartable, traces itself, and throws a KernelError naming the call, the errno and
 // its arguments (paths quoted, flags by name).
 import { closeSync, fstatSync, openSync, writeFileSync } from 'node:fs';
-import { isMainThread } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { tracer } from '../trace/tracer.js';
 import { EINTR } from './errno.js';
@@ -55,6 +54,18 @@ class Libc {
   address(b: Buffer): bigint {
     return this.koffi.address(b);
   }
+}
+
+/**
+ * open and close go through Node's fs on the main thread, so a command that only opens a
+ * file (tsrun-runtime start: the gate) never loads koffi. A worker thread keeps koffi for
+ * them: Node warns when a worker closes an fd that Node did not open there. Worker entry
+ * points say so with markWorkerThread() (worker_threads' isMainThread would tell too, but
+ * loading that module costs ~3 ms of a 70 ms command).
+ */
+let nodeFds = true;
+export function markWorkerThread(): void {
+  nodeFds = false;
 }
 
 let libcSingleton: Libc | undefined;
@@ -193,7 +204,7 @@ export class LinuxKernel implements Kernel {
 
   open(path: string, flags: number, mode = 0, why?: string): number {
     // libuv retries EINTR and adds O_CLOEXEC, which every caller asks for already.
-    if (isMainThread && flags & O.O_CLOEXEC) return this.viaNode('open', () => `${quote(path)}, ${openFlagNames(flags)}`, why, () => openSync(path, flags, mode));
+    if (nodeFds && flags & O.O_CLOEXEC) return this.viaNode('open', () => `${quote(path)}, ${openFlagNames(flags)}`, why, () => openSync(path, flags, mode));
     const f = libc().fn('int open(const char*, int, ...)');
     return this.call('open', () => `${quote(path)}, ${openFlagNames(flags)}`, why, () => f(path, flags, 'uint32_t', mode), true);
   }
@@ -215,7 +226,7 @@ export class LinuxKernel implements Kernel {
   }
 
   close(fd: number): void {
-    if (isMainThread) {
+    if (nodeFds) {
       try {
         closeSync(fd);
       } catch {

@@ -10,7 +10,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { mkdirSync } from 'node:fs';
 import { O, PR, TIOCGPTN, TIOCSPTLCK, TIOCSWINSZ } from '../linux/constants.js';
-import { LinuxKernel } from '../linux/libc.js';
+import { LinuxKernel, markWorkerThread } from '../linux/libc.js';
 import { TsrunError, serializeError } from '../errors.js';
 import { KernelError } from '../linux/kernel.js';
 import { enterNamespaces, planNamespaces, NS_FILE } from '../namespaces/index.js';
@@ -24,6 +24,7 @@ import { GATE_NAME, type SetupPlan, type WorkerMessage } from './protocol.js';
 import type { NamespaceType } from '../spec/types.js';
 
 const post = (m: WorkerMessage): void => parentPort!.postMessage(m);
+markWorkerThread();
 const k = new LinuxKernel();
 // Load koffi and libc now, while the main thread is still parsing flags.
 k.gettid();

@@ -60,6 +60,7 @@ async function bundle(entry, outfile) {
 await Promise.all([
   bundle('src/cli/main.ts', 'dist/tsrun.cjs'),
   bundle('src/runtime/setup-worker.ts', 'dist/setup-worker.cjs'),
+  bundle('src/image/unpack-worker.ts', 'dist/unpack-worker.cjs'),
   // The OCI runtime face gets its own small bundle: no image or engine code on its path.
   bundle('src/cli/runtime-main.ts', 'dist/tsrun-runtime.cjs'),
 ]);

@@ -11,7 +11,7 @@ import { TsrunError } from '../errors.js';
 import { type ImageRef, formatReference, manifestReference, parseReference, refName } from './reference.js';
 import { type Descriptor, type Manifest, MEDIA, RegistryClient, type RegistryOptions, isRetryable, withRetries } from './registry.js';
 import { type ImageConfigFile, type ImageRecord, ImageStore, MissingLayers } from './store.js';
-import { unpackLayer } from './unpack.js';
+import { Unpackers } from './unpackers.js';
 
 export interface Platform {
   os: string;
@@ -188,14 +188,16 @@ export async function pullImage(store: ImageStore, refText: string, opts: PullOp
   const ref = parseReference(refText);
   const client = new RegistryClient(ref.registry, ref.repository, opts);
   const progress = new Progress(opts.progress);
+  const unpackers = new Unpackers();
   try {
-    return await doPull(store, ref, client, progress, opts);
+    return await doPull(store, ref, client, progress, opts, unpackers);
   } finally {
     client.close();
+    await unpackers.close();
   }
 }
 
-async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, progress: Progress, opts: PullOptions): Promise<ImageRecord> {
+async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, progress: Progress, opts: PullOptions, unpackers: Unpackers): Promise<ImageRecord> {
   const name = formatReference(ref);
   progress.line(`${ref.tag ?? ref.digest}: Pulling from ${ref.repository}`);
   let t0 = tracer.on ? tracer.now() : undefined;
@@ -236,6 +238,7 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
   }
 
   const jobs = m.layers.map((l, i) => ({ desc: l, diffId: diffIds[i]! }));
+  unpackers.startThreads(jobs.filter((j) => !store.hasLayer(j.diffId)).length);
   const before = store.getImage(cfgBlob.digest);
   let fetched = 0;
   const fetchLayers = (): Promise<void> => pool(jobs, opts.concurrency ?? 4, async ({ desc, diffId }) => {
@@ -251,7 +254,7 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
       if (store.hasBlob(desc.digest)) {
         // The compressed blob is here (an earlier pull, a load): unpack from disk.
         await store.addLayer(diffId, async (dir) => {
-          const r = await unpackLayer(createReadStream(store.blobPath(desc.digest)), dir, { compression: compressionOf(desc.mediaType) });
+          const r = await unpackers.unpack(createReadStream(store.blobPath(desc.digest)), dir, compressionOf(desc.mediaType));
           if (r.diffId !== diffId) throw diffMismatch(name, desc, diffId, r.diffId);
         });
         progress.layer(desc.digest, 'Pull complete');
@@ -291,7 +294,7 @@ async function doPull(store: ImageStore, ref: ImageRef, client: RegistryClient, 
           await store.addLayer(diffId, async (dir) => {
             let r: { diffId: string };
             try {
-              r = await unpackLayer(src as Readable, dir, { compression: compressionOf(desc.mediaType) });
+              r = await unpackers.unpack(src as Readable, dir, compressionOf(desc.mediaType));
             } catch (e) {
               if (bodyError) throw bodyError;
               // Read the rest, so a truncated or corrupt download is reported as such

@@ -1,16 +1,19 @@
 // Pull from a real registry (Debian's docker-registry on 127.0.0.1), store, list,
 // tag, remove. Images are built at test time from busybox-static.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectExit, useSandbox } from '../helpers/sandbox.js';
 import { type BuiltImage, buildImage, buildIndex, busyboxTarFiles, hostArch } from '../helpers/images.js';
 import { type TestRegistry, startRegistry } from '../helpers/registry.js';
 
+const HOSTILE_TARGET = `/tmp/tsrun-e2e-hostile-pull-${process.pid}`;
 let reg: TestRegistry;
 let bb: BuiltImage;
 let multi: BuiltImage;
 let arm: BuiltImage;
+let hostile: BuiltImage;
 
 beforeAll(async () => {
   reg = await startRegistry();
@@ -23,6 +26,16 @@ beforeAll(async () => {
   const native = await buildImage({ layers: [busyboxTarFiles(), [{ name: 'arch', content: 'native\n' }]], architecture: hostArch() });
   await reg.push('test/busybox', '1', bb);
   await reg.push('test/multi', 'latest', multi);
+  // Two layers that each try to write to /tmp/tsrun-hostile-pull/outside: on two or more
+  // cores one of them is unpacked on an unpack thread, the other on the main thread.
+  mkdirSync(HOSTILE_TARGET, { recursive: true });
+  hostile = await buildImage({
+    layers: [
+      [{ name: 'esc', type: 'symlink', linkname: HOSTILE_TARGET }, { name: 'esc/pwned', content: 'x' }],
+      [{ name: '../../../../../../../..' + HOSTILE_TARGET + '/pwned2', content: 'x' }],
+    ],
+  });
+  await reg.push('test/hostile', 'latest', hostile);
   const dArm = await buildImage({ layers: [busyboxTarFiles(), [{ name: 'arch', content: 'docker arm\n' }]], architecture: 'arm', variant: 'v7', docker: true });
   const dNative = await buildImage({ layers: [busyboxTarFiles(), [{ name: 'arch', content: 'docker native\n' }]], architecture: hostArch(), docker: true });
   await reg.pushIndex('test/dockerlist', 'latest', buildIndex([{ image: dArm, platform: { os: 'linux', architecture: 'arm', variant: 'v7' } }, { image: dNative, platform: { os: 'linux', architecture: hostArch() } }], true), [dArm, dNative]);
@@ -36,6 +49,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await reg?.stop();
+  rmSync(HOSTILE_TARGET, { recursive: true, force: true });
 });
 
 describe('tsrun pull', () => {
@@ -92,6 +106,24 @@ describe('tsrun pull', () => {
     expect(p.exitCode).toBe(125);
     expect(p.stderr).toMatch(/no image for platform linux\/arm\/v6/);
     expect(p.stderr).toMatch(/linux\/arm\/v7/);
+  });
+
+  it.skipIf(availableParallelism() < 2)('unpacks the layers of a multi-layer pull on two threads, with the same result', async () => {
+    const r = await sb.tsrun(['--trace=json', 'pull', '-q', `${reg.host}/test/multi`]);
+    expectExit(r, 0);
+    const threads = new Set(r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { thread: string }).thread));
+    expect([...threads].sort()).toEqual(['main', 'unpack']);
+    const run = await sb.tsrun(['run', '--rm', `${reg.host}/test/multi`]);
+    expectExit(run, 0);
+    expect(run.stdout).toBe('one\ntwo\n');
+  });
+
+  it('refuses hostile layers from a registry on either thread; nothing is stored or written outside', async () => {
+    const r = await sb.tsrun(['pull', `${reg.host}/test/hostile`]);
+    expect(r.exitCode, r.stderr).toBe(125);
+    expect(r.stderr).toMatch(/^tsrun: refusing layer entry "[^"]+": /m);
+    expect(readdirSync(HOSTILE_TARGET)).toEqual([]);
+    for (const d of ['images', 'layers', 'tmp']) expect(existsSync(join(sb.root, d)) ? readdirSync(join(sb.root, d)) : [], d).toEqual([]);
   });
 
   it('pulls gzip, zstd and uncompressed layers', async () => {

@@ -44,6 +44,22 @@ function runCached(file, cacheFile, saveAt) {
 }
 
 /**
+ * koffi's native addon, directly: koffi's index.js first loads crypto, https and zlib for
+ * its build tools (~7 ms). src/linux/libc.ts loads it the same way (and so shares it).
+ */
+function loadKoffi() {
+  const triplet = process.platform === 'linux' ? { x64: 'linux_x64', arm64: 'linux_arm64' }[process.arch] : undefined;
+  if (triplet) {
+    try {
+      return require(`koffi/build/koffi/${triplet}/koffi.node`);
+    } catch {
+      /* the index knows where it is */
+    }
+  }
+  return require('koffi');
+}
+
+/**
  * Starts the setup thread (dist/setup-worker.cjs, through bin/load-setup-worker.cjs)
  * before the bundle is even read. A worker's own start (a V8 isolate and Node's
  * bootstrap, ~25 ms here) is on the critical path of a container start: begun from
@@ -58,9 +74,14 @@ function startSetupWorker() {
   // before it loads koffi, so this thread's load (~7 ms) overlaps the worker's boot
   // instead of delaying its start.
   const koffiGate = new Int32Array(new SharedArrayBuffer(4));
+  // The constructor creates the thread before it returns, and only this thread creates
+  // threads: the one new task is the worker's (launcher.ts moves it into the container's
+  // v1 cgroups while it boots).
+  const before = fs.readdirSync('/proc/self/task');
   const worker = new Worker(path.join(__dirname, 'load-setup-worker.cjs'), { workerData: { koffiGate: koffiGate.buffer }, stdout: false, stderr: false });
+  const born = fs.readdirSync('/proc/self/task').filter((t) => !before.includes(t));
   try {
-    require('koffi');
+    loadKoffi();
   } finally {
     Atomics.store(koffiGate, 0, 1);
     Atomics.notify(koffiGate, 0);
@@ -72,7 +93,7 @@ function startSetupWorker() {
     worker.once('error', () => resolve());
   });
   worker.unref();
-  globalThis[Symbol.for('tsrun.setupWorker')] = { worker, ready };
+  globalThis[Symbol.for('tsrun.setupWorker')] = { worker, ready, tid: born.length === 1 ? Number(born[0]) : 0 };
 }
 
 function loadBundle(file, opts = {}) {

@@ -29,14 +29,34 @@ const nr = (name: string): number => {
   return n[ARCH];
 };
 
+/**
+ * koffi's native addon, required directly. koffi's index.js finds the same file through
+ * its build tools, which load crypto, https and zlib first: ~7 ms on every thread that
+ * loads koffi, of a ~70 ms command. The addon is all of the API used here (load, func,
+ * errno, address); the index only adds deprecated aliases. Another layout or a musl host
+ * falls back to the index. bin/load-bundle.cjs loads it the same way.
+ */
+function loadKoffi(): KoffiModule {
+  // createRequire keeps koffi a plain runtime require in the bundle.
+  const req = createRequire(__filename);
+  const triplet = process.platform === 'linux' ? ({ x64: 'linux_x64', arm64: 'linux_arm64' } as Record<string, string>)[process.arch] : undefined;
+  if (triplet) {
+    try {
+      return req(`koffi/build/koffi/${triplet}/koffi.node`) as KoffiModule;
+    } catch {
+      /* the index knows where it is */
+    }
+  }
+  return req('koffi') as KoffiModule;
+}
+
 /** Lazily bound libc functions: only the ones a command uses are declared. */
 class Libc {
   private readonly koffi: KoffiModule;
   private readonly lib: { func(sig: string): Fn };
   private readonly cache = new Map<string, Fn>();
   constructor() {
-    // createRequire keeps koffi a plain runtime require in the bundle.
-    this.koffi = createRequire(__filename)('koffi') as KoffiModule;
+    this.koffi = loadKoffi();
     this.lib = this.koffi.load('libc.so.6');
   }
   fn(sig: string): Fn {

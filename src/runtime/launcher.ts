@@ -5,7 +5,7 @@
 //   3. finish what needs the child to exist: /proc with pidns=, masked paths, rlimits;
 //   4. the caller adds the child to cgroups and records state, then opens the gate.
 import { Worker } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { O } from '../linux/constants.js';
 import { sleepSync } from '../sleep.js';
@@ -70,6 +70,7 @@ export function workerPath(): string {
  * booted.
  */
 let prewarmed: Worker | undefined;
+let prewarmedTid = 0;
 let prewarmedReady: Promise<void> = Promise.resolve();
 
 /**
@@ -78,10 +79,11 @@ let prewarmedReady: Promise<void> = Promise.resolve();
  */
 function adoptEarlyWorker(): boolean {
   const key = Symbol.for('tsrun.setupWorker');
-  const early = (globalThis as Record<symbol, unknown>)[key] as { worker: Worker; ready: Promise<void> } | undefined;
+  const early = (globalThis as Record<symbol, unknown>)[key] as { worker: Worker; ready: Promise<void>; tid: number } | undefined;
   if (!early) return false;
   delete (globalThis as Record<symbol, unknown>)[key];
   prewarmed = early.worker;
+  prewarmedTid = early.tid;
   prewarmedReady = early.ready;
   return true;
 }
@@ -109,9 +111,29 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
   // moment crashed Node now and then ("FATAL ERROR: Error::ThrowAsJavaScriptException
   // napi_throw", seen under 50 parallel starts); the bin loader orders it the same way.
   if (!prewarmed) k.gettid();
-  const worker = prewarmed ?? new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
+  let worker = prewarmed;
+  let tid = prewarmedTid;
   prewarmed = undefined;
+  if (!worker) {
+    // As in bin/load-bundle.cjs: the one task the constructor adds is the worker's.
+    const before = new Set(readdirSync('/proc/self/task'));
+    worker = new Worker(workerPath(), { workerData: null, stdout: false, stderr: false });
+    const born = readdirSync('/proc/self/task').filter((t) => !before.has(t));
+    tid = born.length === 1 ? Number(born[0]) : 0;
+  }
   worker.ref();
+  // v1: the setup thread must be in the container's cgroups before it unshares its
+  // cgroup namespace. The first migration waits for an RCU grace period (10-17 ms
+  // here); done from this thread, that wait overlaps the worker's own boot instead of
+  // following it. The worker checks the tid and moves itself if it is not its own.
+  if (tid && plan.cgroupThreadFiles?.length) {
+    try {
+      for (const f of plan.cgroupThreadFiles) k.writeFile(f, String(tid), 'move the setup thread into the container\'s v1 cgroup while it starts, so the cgroup namespace it unshares has that cgroup as its root');
+      plan = { ...plan, movedTid: tid };
+    } catch {
+      /* the worker moves itself, and reports why if that fails too */
+    }
+  }
   let setupTid = 0;
   // Node's 'exit' comes once pthread_join returns, which the kernel allows before the
   // thread has left its cgroups (cgroup_exit runs later in do_exit); the thread's

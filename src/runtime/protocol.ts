@@ -24,8 +24,10 @@ export interface SetupPlan {
   trace: TraceMode;
   color: boolean;
   lastCap: number;
-  /** cgroup v1 `tasks` files: the setup thread moves itself in before it unshares its cgroup namespace (issue 4) */
+  /** cgroup v1 `tasks` files: the setup thread must be in them before it unshares its cgroup namespace (issue 4) */
   cgroupThreadFiles?: string[];
+  /** the thread the main thread already moved into cgroupThreadFiles; the setup thread moves itself if that is not it */
+  movedTid?: number;
 }
 
 export type WorkerMessage =

@@ -42,7 +42,8 @@ function run(plan: SetupPlan): void {
     const nsPlan = planNamespaces(spec);
     // cgroups (issue 4): a v1 `tasks` write moves this one thread. Inside the container's
     // cgroup when it unshares CLONE_NEWCGROUP, the namespace's root is that cgroup.
-    if (nsPlan.fresh.includes('cgroup')) {
+    // The main thread has usually done it while this thread booted (launcher.ts).
+    if (nsPlan.fresh.includes('cgroup') && plan.movedTid !== k.gettid()) {
       for (const f of plan.cgroupThreadFiles ?? []) k.writeFile(f, String(k.gettid()), 'move the setup thread into the container\'s v1 cgroup, so the cgroup namespace unshared next has it as its root');
     }
     enterNamespaces(k, nsPlan);

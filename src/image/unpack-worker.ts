@@ -1,7 +1,7 @@
 // An unpack thread (bundled as dist/unpack-worker.cjs; src/image/unpackers.ts starts it).
 // Creating an inode is kernel CPU time in the thread that asks for it, and on these
-// machines it is most of a pull (0.3-0.6 ms per file, directory or symlink on ext4), so
-// layers unpacked on two threads finish in about half the time. Each layer arrives as
+// machines it is most of a pull (0.3-0.8 ms per file, directory or symlink on ext4), so
+// layers unpacked here use another core. Each layer arrives as
 // compressed chunks by message and goes through the same unpackLayer as on the main
 // thread, with the same openat2(RESOLVE_BENEATH) checks.
 import { parentPort, workerData } from 'node:worker_threads';

@@ -39,6 +39,8 @@ interface Job {
 
 class UnpackThread {
   readonly jobs = new Map<number, Job>();
+  /** false once the thread has failed or exited: it takes no more layers */
+  alive = true;
   constructor(readonly worker: Worker) {
     worker.on('message', (m: FromUnpacker) => {
       if (m.t === 'ready') return;
@@ -54,6 +56,7 @@ class UnpackThread {
       else job.reject(deserializeError(m.error));
     });
     const lost = (why: string): void => {
+      this.alive = false;
       for (const [id, job] of this.jobs) {
         this.end(id, job);
         job.reject(new TsrunError('INTERNAL', `an unpack thread ${why}`));
@@ -102,7 +105,7 @@ export class Unpackers {
    * `input` is left to the caller on failure.
    */
   async unpack(input: Readable, dest: string, compression: Compression): Promise<UnpackResult> {
-    const t = this.threads.reduce<UnpackThread | undefined>((best, x) => (x.jobs.size <= (best?.jobs.size ?? this.mainLoad) ? x : best), undefined);
+    const t = this.threads.reduce<UnpackThread | undefined>((best, x) => (x.alive && x.jobs.size <= (best?.jobs.size ?? this.mainLoad) ? x : best), undefined);
     if (!t) {
       this.mainLoad++;
       try {

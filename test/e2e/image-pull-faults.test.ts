@@ -100,6 +100,28 @@ describe('pull faults', () => {
     const run = await sb.tsrun(['run', '--rm', ref, 'cat', '/top']);
     expect(run.stdout).toBe('top\n');
   });
+
+  it('kill -9 in the middle of a pull (layers half unpacked on both threads): the next pull finishes it and clears the debris', async () => {
+    proxy.clear();
+    proxy.fault(img.layers[0]!.digest, 'stall', 1);
+    const sub = sb.spawn(['pull', `${proxy.host}/test/img`]);
+    const tmp = join(sb.root, 'tmp');
+    const staging = (): string[] => (existsSync(tmp) ? readdirSync(tmp).filter((n) => n.startsWith('layer-')) : []);
+    for (let i = 0; i < 200 && !(staging().length > 0 && proxy.hits.get(`/v2/test/img/blobs/${img.layers[0]!.digest}`)); i++) await new Promise((r) => setTimeout(r, 25));
+    await new Promise((r) => setTimeout(r, 300)); // the stalled layer is half unpacked, the other done or under way
+    expect(staging().length, 'a layer being unpacked').toBeGreaterThan(0);
+    process.kill(sub.pid!, 'SIGKILL');
+    await sub.catch(() => undefined);
+    expect(existsSync(`/proc/${sub.pid}`)).toBe(false);
+    expect(storedLayers(sb.root)).not.toContain(img.diffIds[0]!.slice(7));
+    const again = await sb.tsrun(['pull', '-q', `${proxy.host}/test/img`]);
+    expectExit(again, 0);
+    expect(storedLayers(sb.root).sort()).toEqual(img.diffIds.map((d) => d.slice(7)).sort());
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(readdirSync(sb.root).filter((n) => n.endsWith('.lock'))).toEqual([]);
+    const run = await sb.tsrun(['run', '--rm', `${proxy.host}/test/img`, 'cat', '/top']);
+    expect(run.stdout).toBe('top\n');
+  });
 });
 
 describe('authentication and TLS', () => {

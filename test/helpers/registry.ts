@@ -147,7 +147,8 @@ ${tlsCfg}${authCfg}`);
   };
 }
 
-export type Fault = 'corrupt' | 'truncate' | 'error500';
+/** corrupt: one byte flipped; truncate: half, then the connection drops; stall: half, then nothing (the connection stays open); error500: a 503 */
+export type Fault = 'corrupt' | 'truncate' | 'stall' | 'error500';
 
 export interface FaultyProxy {
   host: string;
@@ -188,6 +189,8 @@ export async function startFaultyProxy(target: string): Promise<FaultyProxy> {
           const i = Math.max(0, bad.length - 30);
           bad[i] = bad[i]! ^ 0xff;
           res.end(bad);
+        } else if (rule.f === 'stall') {
+          res.write(body.subarray(0, body.length >> 1));
         } else {
           // send half, then drop the connection: the client sees fewer bytes than Content-Length
           res.write(body.subarray(0, body.length >> 1), () => res.destroy());

@@ -14,7 +14,7 @@ const require = createRequire(import.meta.url);
 // `tsrun-runtime start`. Each is replaced by a stand-in whose properties load the real
 // module on first use. The property names are the build machine's Node's; the bundle is
 // built and run by the same Node (package.json "engines", .ci/run builds before testing).
-const LAZY_BUILTINS = ['child_process', 'crypto', 'dgram', 'dns', 'http', 'https', 'net', 'os', 'readline', 'stream', 'tty', 'worker_threads', 'zlib'];
+const LAZY_BUILTINS = ['child_process', 'crypto', 'dgram', 'dns', 'fs/promises', 'http', 'https', 'net', 'os', 'readline', 'stream', 'tls', 'tty', 'worker_threads', 'zlib'];
 const lazyBuiltins = {
   name: 'lazy-builtins',
   setup(b) {

@@ -98,7 +98,9 @@ export class RegistryClient {
   private scheme: Promise<'http' | 'https'> | undefined;
   private token: string | undefined;
   private basic: string | undefined;
-  private readonly httpsAgent: https.Agent;
+  /** made on the first https request: loading TLS costs ~5 ms that a plain-HTTP registry never needs */
+  private httpsAgentMade: https.Agent | undefined;
+  private readonly httpsAgentOptions: https.AgentOptions;
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   private readonly creds: Credentials | undefined;
   private readonly retries: number;
@@ -121,11 +123,15 @@ export class RegistryClient {
     }
     // An explicitly insecure registry skips certificate checks (docker's meaning of the
     // flag); an implicit one (loopback) is still verified when it speaks TLS.
-    this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 8, ...(ca ? { ca } : {}), ...(explicit ? { rejectUnauthorized: false } : {}) });
+    this.httpsAgentOptions = { keepAlive: true, maxSockets: 8, ...(ca ? { ca } : {}), ...(explicit ? { rejectUnauthorized: false } : {}) };
+  }
+
+  private get httpsAgent(): https.Agent {
+    return (this.httpsAgentMade ??= new https.Agent(this.httpsAgentOptions));
   }
 
   close(): void {
-    this.httpsAgent.destroy();
+    this.httpsAgentMade?.destroy();
     this.httpAgent.destroy();
   }
 

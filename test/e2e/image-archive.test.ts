@@ -8,15 +8,9 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { type BuiltImage, type TarFile, buildImage, busyboxTarFiles, hostArch, makeTar, sha256 } from '../helpers/images.js';
 import { useSandbox } from '../helpers/sandbox.js';
+import { commandsRun } from '../helpers/commands.js';
 
-const hasSkopeo = (() => {
-  try {
-    execFileSync('skopeo', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasSkopeo = commandsRun(['skopeo', '--version']);
 
 async function ociArchive(path: string, images: Array<{ image: BuiltImage; ref?: string }>): Promise<void> {
   const files: TarFile[] = [

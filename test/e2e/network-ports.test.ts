@@ -4,29 +4,20 @@
 // bridges; every wait is bounded. This file never runs `network prune` (tsrun0 and
 // tsrun's table are host-wide, other engineers' containers use them): each test removes
 // the containers and networks it made, then checks that nothing of its own is left.
-import { execFileSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { existsSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildImage, busyboxTarFiles, hostArch, makeTar, type BuiltImage, type TarFile } from '../helpers/images.js';
 import { expectExit, useSandbox, type Sandbox } from '../helpers/sandbox.js';
+import { commandsRun } from '../helpers/commands.js';
 import { waitForOutput } from '../helpers/tsrun.js';
 import { endpointFiles, type EndpointFile } from '../helpers/leaks.js';
 import { alive, until } from '../helpers/wait.js';
-import { hostAddress, httpGet } from '../helpers/network.js';
+import { hostAddress, httpGet, networkLeaks, ruleset } from '../helpers/network.js';
 
 /** conntrack(8): tsrun deletes stale UDP flows with it; without it that part is not checked. */
-const hasConntrack = (() => {
-  try {
-    execFileSync('conntrack', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-const ruleset = (): string => execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+const hasConntrack = commandsRun(['conntrack', '--version']);
 
 /**
  * One UDP request/answer from the host, retried a few times (UDP may drop a datagram):
@@ -128,15 +119,7 @@ describe('published ports and connect/disconnect', () => {
       /* none made */
     }
     if (defs.length) expectExit(await sb.tsrun(['network', 'rm', ...defs]), 0);
-    const left: string[] = [];
-    for (const e of endpointFiles()) if (e.root === sb.root) left.push(`address ${e.ip} on ${e.bridge} for ${e.containerId.slice(0, 12)}`);
-    const rules = ruleset();
-    for (const b of made.bridges) {
-      if (existsSync(`/sys/class/net/${b}`)) left.push(`bridge ${b}`);
-      if (rules.includes(`"${b}"`)) left.push(`nft rule naming ${b}`);
-    }
-    for (const v of made.veths) if (existsSync(`/sys/class/net/${v}`)) left.push(`veth ${v}`);
-    for (const p of made.ports) if (new RegExp(`dport ${p} dnat`).test(rules)) left.push(`nft DNAT for port ${p}`);
+    const left = networkLeaks(sb, made);
     made.veths = [];
     made.ports = [];
     made.bridges = [];

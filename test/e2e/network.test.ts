@@ -4,7 +4,6 @@
 // made is left: no address in the host-wide registry, no bridge of its networks, no
 // rule naming them (other engineers' containers may be on tsrun0 meanwhile, so the
 // checks look only at what this test made).
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -12,11 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { expectExit, useSandbox, type Sandbox } from '../helpers/sandbox.js';
 import { waitForOutput } from '../helpers/tsrun.js';
 import { endpointFiles, type EndpointFile } from '../helpers/leaks.js';
-import { hostAddress, httpGet } from '../helpers/network.js';
-
-function ruleset(): string {
-  return execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8' });
-}
+import { hostAddress, httpGet, networkLeaks, ruleset } from '../helpers/network.js';
 
 /** The ruleset without tsrun's own table (which other tests' containers may need right now). */
 function withoutTsrunTable(text: string): string {
@@ -30,32 +25,6 @@ async function freePort(): Promise<number> {
   const p = (s.address() as { port: number }).port;
   await new Promise<void>((r) => s.close(() => r()));
   return p;
-}
-
-/** Bridges of the networks defined under ROOT. */
-function bridgesOf(root: string): string[] {
-  try {
-    return readdirSync(join(root, 'networks')).map((f) => (JSON.parse(readFileSync(join(root, 'networks', f), 'utf8')) as { bridge: string }).bridge);
-  } catch {
-    return [];
-  }
-}
-
-function networkLeaks(sb: Sandbox, made: { bridges: string[]; veths: string[]; ports: number[] }): string[] {
-  const left: string[] = [];
-  const all = endpointFiles();
-  for (const e of all) if (e.root === sb.root) left.push(`address ${e.ip} on ${e.bridge} for ${e.containerId.slice(0, 12)}`);
-  // tsrun0 is shared with every other tsrun on the host: it may rightly stay while others use it.
-  const shared = (b: string): boolean => all.some((e) => e.bridge === b && e.root !== sb.root);
-  const rules = ruleset();
-  for (const b of new Set([...made.bridges, ...bridgesOf(sb.root)])) {
-    if (shared(b)) continue;
-    if (existsSync(`/sys/class/net/${b}`)) left.push(`bridge ${b}`);
-    if (rules.includes(`"${b}"`)) left.push(`nft rule naming ${b}`);
-  }
-  for (const v of made.veths) if (existsSync(`/sys/class/net/${v}`)) left.push(`veth ${v}`);
-  for (const p of made.ports) if (new RegExp(`dport ${p} dnat`).test(rules)) left.push(`nft DNAT for port ${p}`);
-  return left;
 }
 
 /** A busybox httpd serving `text` at / in a container; `ready` once it listens. */

@@ -7,7 +7,8 @@
 // What stays outside the temp dir: containerd 1.6 places shim sockets in
 // /run/containerd/s/ and ctr its stdio FIFOs in /run/containerd/fifo/ (both fixed
 // paths); the shim and ctr remove theirs when the task is deleted.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { commandsRun } from './commands.js';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -16,14 +17,7 @@ import { buildImage, busyboxTarFiles, hostArch, makeTar, type BuiltImage } from 
 export const CTR_NAMESPACE = 'tsrun';
 
 export function containerdInstalled(): boolean {
-  try {
-    execFileSync('containerd', ['--version'], { stdio: 'ignore' });
-    execFileSync('ctr', ['--version'], { stdio: 'ignore' });
-    execFileSync('containerd-shim-runc-v2', ['-v'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+  return commandsRun(['containerd', '--version'], ['ctr', '--version'], ['containerd-shim-runc-v2', '-v']);
 }
 
 export interface CtrResult {

@@ -17,6 +17,7 @@
 //   (State.OOMKilled stays false with runc too). podman runs in DIR so the marker lands
 //   in the test's temp dir, where a test can read it.
 import { execFileSync } from 'node:child_process';
+import { commandsRun } from './commands.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -44,13 +45,7 @@ export interface Podman {
 }
 
 export function podmanInstalled(): boolean {
-  try {
-    execFileSync('podman', ['--version'], { stdio: 'ignore' });
-    execFileSync('conmon', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+  return commandsRun(['podman', '--version'], ['conmon', '--version']);
 }
 
 export function makePodman(dir: string): Podman {

@@ -10,16 +10,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { entryParts, sniffCompression, unpackLayer } from '../../src/image/unpack.js';
 import { sha256 as sha } from '../helpers/images.js';
 import { tarOf, type TarEntrySpec } from '../helpers/tar.js';
+import { commandsRun } from '../helpers/commands.js';
 
 const isRoot = process.getuid?.() === 0;
-const hasZstd = (() => {
-  try {
-    execFileSync('zstd', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasZstd = commandsRun(['zstd', '--version']);
 
 type E = TarEntrySpec;
 

@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
-import tarStream from 'tar-stream';
 import { ROOTFS_GROUPS, ROOTFS_USERS, findBusybox } from './rootfs.js';
+import { tarOf } from './tar.js';
 
 export interface TarFile {
   name: string;
@@ -34,31 +34,14 @@ export interface BuiltImage {
 export const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 export async function makeTar(files: TarFile[]): Promise<Buffer> {
-  const pack = tarStream.pack();
-  const chunks: Buffer[] = [];
-  pack.on('data', (c: unknown) => {
-    chunks.push(c as Buffer);
-  });
-  const done = new Promise<void>((res, rej) => {
-    pack.on('end', () => res());
-    pack.on('error', rej);
-  });
-  for (const f of files) {
+  return tarOf(files.map((f) => {
     const type = f.type ?? 'file';
-    const header = {
+    const h = {
       name: f.name, type, mode: f.mode ?? (type === 'directory' ? 0o755 : 0o644), uid: f.uid ?? 0, gid: f.gid ?? 0,
       mtime: new Date(1700000000000), ...(f.linkname ? { linkname: f.linkname } : {}),
     };
-    await new Promise<void>((res, rej) => {
-      const body = type === 'file' ? (typeof f.content === 'string' ? Buffer.from(f.content) : f.content ?? Buffer.alloc(0)) : undefined;
-      const cb = (err?: Error | null): void => (err ? rej(err) : res());
-      if (body) pack.entry(header, body, cb);
-      else pack.entry(header, cb);
-    });
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
+    return { h, body: type === 'file' ? f.content ?? Buffer.alloc(0) : undefined };
+  }));
 }
 
 let busyboxFiles: TarFile[] | undefined;

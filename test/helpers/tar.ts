@@ -1,5 +1,6 @@
-// Tar archives built in memory from tar-stream headers, for the unit tests of the
-// archive reader and the layer unpacker (test/helpers/images.ts builds whole images).
+// Tar archives built in memory from tar-stream headers: the unit tests of the archive
+// reader and the layer unpacker use it directly, and images.ts's makeTar (the layers of
+// whole test images) builds on it.
 import { pack } from 'tar-stream';
 
 export type TarHeaders = Parameters<ReturnType<typeof pack>['entry']>[0];

@@ -18,8 +18,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # busybox-static: the sample rootfs; util-linux: mount(8) for /proc on kernels before 6.15;
-# iproute2, nftables, conntrack: the default bridge network (ip, nft, conntrack).
-apt-get install -y -qq --no-install-recommends busybox-static util-linux iproute2 nftables conntrack >/dev/null
+# iproute2, nftables, conntrack: the default bridge network (ip, nft, conntrack); tini: run --init.
+apt-get install -y -qq --no-install-recommends busybox-static util-linux iproute2 nftables conntrack tini >/dev/null
 
 npm ci --no-audit --no-fund --loglevel=error
 npm run build --silent

@@ -4,7 +4,7 @@
 // 64-bit comparison fails a test without root or a kernel.
 import { describe, expect, it } from 'vitest';
 import { Assembler, AUDIT_ARCH, BPF, RET, X32_SYSCALL_BIT, decode, encode, type Insn } from '../../src/security/seccomp/bpf.js';
-import { compileSeccomp, type LinuxSeccomp, type SeccompArg } from '../../src/security/seccomp/compile.js';
+import { actionValue, compileSeccomp, type LinuxSeccomp, type SeccompArg } from '../../src/security/seccomp/compile.js';
 import { defaultSeccompProfile, kernelAllowsPtrace } from '../../src/security/seccomp/default-profile.js';
 import { dockerProfileToOci } from '../../src/security/seccomp/docker-profile.js';
 import { SYSCALL_TABLES } from '../../src/security/seccomp/tables.js';
@@ -189,10 +189,47 @@ describe('OCI linux.seccomp -> BPF', () => {
     expect(runBpf(f.insns, { nr: A64.mount!, arch: AUDIT_ARCH.x86_64 })).toBe(RET.KILL_PROCESS);
   });
 
-  it('returns ENOSYS for syscalls newer than the table, so libc falls back', () => {
+  it('returns ENOSYS for syscalls newer than any the profile lists, so libc falls back', () => {
     const f = compileSeccomp(base({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }] }), 'x86_64');
     expect(runBpf(f.insns, { nr: 1000 })).toBe(ENOSYS);
-    expect(runBpf(f.insns, { nr: X.write })).toBe(EPERM);
+    expect(runBpf(f.insns, { nr: X.write })).toBe(ENOSYS); // 1 > read's 0
+    expect(runBpf(f.insns, { nr: X.read })).toBe(RET.ALLOW);
+    // An allowlist written before clone3 (an older profile, runtime-tools' generator):
+    // clone3 must get ENOSYS, or glibc's posix_spawn and pthread_create take the EPERM
+    // as final instead of falling back to clone, and nothing can start.
+    const old = compileSeccomp(base({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['clone', 'execve', 'mount', 'pkey_free'], action: 'SCMP_ACT_ALLOW' }] }), 'x86_64');
+    expect(runBpf(old.insns, { nr: X.clone3! })).toBe(ENOSYS);
+    expect(runBpf(old.insns, { nr: X.pkey_free! })).toBe(RET.ALLOW);
+    expect(runBpf(old.insns, { nr: X.umount2! })).toBe(EPERM); // older than pkey_free, not listed: a real refusal
+    // A profile that lists syscalls newer than clone3 (landlock, as runtime-tools'
+    // does) but not clone3 itself still gives it ENOSYS; one that lists it is obeyed.
+    const landlock = compileSeccomp(base({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['clone', 'landlock_create_ruleset'], action: 'SCMP_ACT_ALLOW' }] }), 'x86_64');
+    expect(runBpf(landlock.insns, { nr: X.clone3! })).toBe(ENOSYS);
+    // close_range likewise is allowed: the spawned child closes its inherited fds with it
+    expect(runBpf(landlock.insns, { nr: X.close_range! })).toBe(RET.ALLOW);
+    expect(runBpf(landlock.insns, { nr: X.openat2! })).toBe(EPERM);
+    const listed = compileSeccomp(base({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['clone'], action: 'SCMP_ACT_ALLOW' }, { names: ['clone3', 'close_range'], action: 'SCMP_ACT_ERRNO' }] }), 'x86_64');
+    expect(runBpf(listed.insns, { nr: X.clone3! })).toBe(EPERM);
+    expect(runBpf(listed.insns, { nr: X.close_range! })).toBe(EPERM);
+    // the same line per ABI, in that ABI's numbers
+    const i386 = compileSeccomp(base({ defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'], syscalls: [{ names: ['clone'], action: 'SCMP_ACT_ALLOW' }] }), 'x86_64');
+    expect(runBpf(i386.insns, { nr: SYSCALL_TABLES.x86.clone! + 1, arch: AUDIT_ARCH.x86 })).toBe(ENOSYS);
+    expect(runBpf(i386.insns, { nr: SYSCALL_TABLES.x86.clone! - 1, arch: AUDIT_ARCH.x86 })).toBe(EPERM);
+  });
+
+  it('first match wins, also for a rule with the default\'s action ahead of another on the same syscall', () => {
+    const f = compileSeccomp(base({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }, { names: ['mkdir', 'read'], action: 'SCMP_ACT_ALLOW' }] }), 'x86_64');
+    expect(runBpf(f.insns, { nr: X.mkdir! })).toBe(EPERM);
+    expect(runBpf(f.insns, { nr: X.read! })).toBe(RET.ALLOW);
+    const after = compileSeccomp(base({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ALLOW' }, { names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }] }), 'x86_64');
+    expect(runBpf(after.insns, { nr: X.mkdir! })).toBe(RET.ALLOW);
+  });
+
+  it('no ENOSYS line where the default lets new syscalls through, or already says ENOSYS', () => {
+    for (const d of [{ defaultAction: 'SCMP_ACT_ALLOW' }, { defaultAction: 'SCMP_ACT_LOG' }, { defaultAction: 'SCMP_ACT_TRACE' }, { defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 38 }]) {
+      const f = compileSeccomp(base({ ...d, syscalls: [{ names: ['read'], action: 'SCMP_ACT_KILL' }] }), 'x86_64');
+      expect(runBpf(f.insns, { nr: 1000 }), JSON.stringify(d)).toBe(actionValue(d.defaultAction, d.defaultErrnoRet, 'defaultAction'));
+    }
   });
 
   // Every op on values that differ in the high half, the low half, both or neither:

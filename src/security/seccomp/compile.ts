@@ -8,8 +8,13 @@
 //   action when x32 is not listed (the same kernel entry serves both ABIs, and a
 //   filter that only knows x86_64 numbers would let x32 calls slip through)
 //   rules in profile order: first match wins
-//   nr above the newest syscall the table knows -> ENOSYS, so that libc falls back
-//   (as for clone3) instead of taking EPERM as a real refusal
+//   nr above the newest syscall the profile lists -> ENOSYS, so that libc falls back
+//   (clone3 -> clone, say) instead of taking the default's EPERM as a real refusal:
+//   a profile written before a syscall existed cannot have meant to refuse it. Only
+//   for a refusing default (as runc does): an ALLOW, LOG or TRACE default already
+//   lets new syscalls through, and a default of ENOSYS needs no stub. Under a refusing
+//   default, clone3 and close_range get ENOSYS and ALLOW when the profile does not list
+//   them: tsrun's own posix_spawn of the container process needs both (rulesFor)
 //   default action
 import { TsrunError } from '../../errors.js';
 import { AUDIT_ARCH, Assembler, DATA, RET, RET_DATA, X32_SYSCALL_BIT, encode, type Insn, type Label } from './bpf.js';
@@ -51,6 +56,7 @@ export interface CompiledFilter {
 
 const EPERM = 1;
 const ENOSYS = 38;
+const ENOSYS_RET = (RET.ERRNO | ENOSYS) >>> 0;
 
 const OCI_ARCH: Record<string, SeccompArch> = {
   SCMP_ARCH_X86_64: 'x86_64', SCMP_ARCH_X86: 'x86', SCMP_ARCH_X32: 'x32', SCMP_ARCH_AARCH64: 'aarch64',
@@ -190,8 +196,12 @@ function emitCond(a: Assembler, c: Cond, fail: Label): void {
   a.bind(ok);
 }
 
-/** Emits one architecture's rules. The accumulator holds nr on entry. */
-function emitRules(a: Assembler, rules: Rule[], maxNr: number, dflt: number, nrBase: number): void {
+/**
+ * Emits one architecture's rules. The accumulator holds nr on entry. `newest`: the
+ * highest nr the profile lists for this architecture (minus nrBase); above it, ENOSYS.
+ * null: no such stub.
+ */
+function emitRules(a: Assembler, rules: Rule[], newest: number | null, nrBase: number): void {
   // Runs of argument-free rules with the same action share one `ret`: one instruction
   // per syscall. Chunks stay short enough for 8-bit jump offsets.
   let i = 0;
@@ -215,9 +225,9 @@ function emitRules(a: Assembler, rules: Rule[], maxNr: number, dflt: number, nrB
     a.ldAbs(DATA.nr);
     i++;
   }
-  if (dflt !== RET.ALLOW) {
+  if (newest !== null) {
     const known = a.label('known');
-    a.jump('jgt', nrBase + maxNr, 'next', known).ret((RET.ERRNO | ENOSYS) >>> 0).bind(known);
+    a.jump('jgt', nrBase + newest, 'next', known).ret(ENOSYS_RET).bind(known);
   }
 }
 
@@ -245,6 +255,8 @@ export function compileSeccomp(s: LinuxSeccomp, native: SeccompArch = nativeArch
   // Only ABIs this CPU can actually enter matter: x86_64 (+ i386 and x32) or aarch64.
   const usable: SeccompArch[] = native === 'x86_64' ? ['x86_64', 'x86', 'x32'].filter((x) => arches.has(x as SeccompArch)) as SeccompArch[] : ['aarch64'];
 
+  const dfltAction = (dflt & ~RET_DATA) >>> 0;
+  const refusing = dfltAction !== RET.ALLOW && dfltAction !== RET.LOG && dfltAction !== RET.TRACE && dflt !== ENOSYS_RET;
   const unknown = new Set<string>();
   const rulesFor = (arch: SeccompArch): Rule[] => {
     const table = SYSCALL_TABLES[arch];
@@ -263,16 +275,34 @@ export function compileSeccomp(s: LinuxSeccomp, native: SeccompArch = nativeArch
         for (const conds of condSets) out.push({ nr, action, conds });
       }
     });
-    // A rule with the default's action changes nothing, unless an earlier rule on the
-    // same syscall could shadow what falls through; keep it then.
-    const seenNr = new Set<number>();
-    return out.filter((r) => {
-      const keep = r.action !== dflt || seenNr.has(r.nr);
-      seenNr.add(r.nr);
-      return keep;
-    });
+    // clone3 passes its flags in memory seccomp cannot read, so no profile can filter it
+    // by them; a refusing profile that does not list it gives it ENOSYS, and libc falls
+    // back to clone, whose flags the profile does filter (Docker's profile says so
+    // explicitly). tsrun needs this: its posix_spawn of the container process runs
+    // under the filter, and glibc tries clone3 first.
+    // close_range, unlisted, is allowed under a refusing default: the spawned child
+    // closes every descriptor it inherited with it before it waits at the start gate
+    // (no host fd reaches the container, CVE-2024-21626), and glibc's fallback reads
+    // /proc/self/fd, which is not mounted yet. It only closes or marks the caller's own
+    // descriptors, so the container gains nothing; Docker's profile allows it too.
+    const implied: Array<[number | undefined, number]> = refusing ? [[table.clone3, ENOSYS_RET], [table.close_range, RET.ALLOW]] : [];
+    for (const [nr, action] of implied) {
+      if (nr !== undefined && !out.some((r) => r.nr === nr)) out.push({ nr, action, conds: [] });
+    }
+    // A rule with the default's action changes nothing when it is the only kind of
+    // rule on its syscall. Where the same syscall also has rules with other actions it
+    // stays: first match wins, and ahead of them it shadows them.
+    const actions = new Map<number, Set<number>>();
+    for (const r of out) actions.set(r.nr, (actions.get(r.nr) ?? new Set()).add(r.action));
+    return out.filter((r) => r.action !== dflt || actions.get(r.nr)!.size > 1);
   };
-  const maxNr = (arch: SeccompArch): number => Math.max(...Object.values(SYSCALL_TABLES[arch]).map((n) => (arch === 'x32' ? n - X32_SYSCALL_BIT : n)));
+  const newest = (arch: SeccompArch): number | null => {
+    if (!refusing) return null;
+    const table = SYSCALL_TABLES[arch];
+    const listed = (s.syscalls ?? []).flatMap((sc) => sc.names).map((n) => table[n]).filter((n): n is number => n !== undefined);
+    // Nothing listed for this ABI: no line to draw, everything gets the default.
+    return listed.length ? Math.max(...listed) - (arch === 'x32' ? X32_SYSCALL_BIT : 0) : null;
+  };
 
   const a = new Assembler();
   const badArch = a.label('badarch');
@@ -285,15 +315,15 @@ export function compileSeccomp(s: LinuxSeccomp, native: SeccompArch = nativeArch
     if (b.arch === 'x86_64') {
       const x32 = usable.includes('x32') ? a.label('x32') : badArch;
       a.jump('jge', X32_SYSCALL_BIT, x32, 'next');
-      emitRules(a, rulesFor('x86_64'), maxNr('x86_64'), dflt, 0);
+      emitRules(a, rulesFor('x86_64'), newest('x86_64'), 0);
       a.ret(dflt);
       if (usable.includes('x32')) {
         a.bind(x32);
-        emitRules(a, rulesFor('x32'), maxNr('x32'), dflt, X32_SYSCALL_BIT);
+        emitRules(a, rulesFor('x32'), newest('x32'), X32_SYSCALL_BIT);
         a.ret(dflt);
       }
     } else {
-      emitRules(a, rulesFor(b.arch), maxNr(b.arch), dflt, 0);
+      emitRules(a, rulesFor(b.arch), newest(b.arch), 0);
       a.ret(dflt);
     }
   }

@@ -5,7 +5,7 @@
 //   3. finish what needs the child to exist: /proc with pidns=, masked paths, rlimits;
 //   4. the caller adds the child to cgroups and records state, then opens the gate.
 import { Worker } from 'node:worker_threads';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { O } from '../linux/constants.js';
 import { sleepSync } from '../sleep.js';
@@ -18,6 +18,8 @@ import { finishRootfs } from '../rootfs/finish.js';
 import { tracer } from '../trace/tracer.js';
 import { GATE_NAME, type SetupPlan, type WorkerMessage } from './protocol.js';
 import { findNewChildren, procStartTime } from './proc-scan.js';
+import { SYSCALL_TABLES } from '../security/seccomp/tables.js';
+import { nativeArch } from '../security/seccomp/compile.js';
 
 export interface Launched {
   pid: number;
@@ -26,6 +28,8 @@ export interface Launched {
   setupTid: number;
   /** resolves once the child has called execve (or rejects with why it could not) */
   started: Promise<void>;
+  /** set to 1 by the setup thread when it fails (posix_spawn's error is on its way as a message) */
+  failed: Int32Array;
   /**
    * resolves once the setup thread has ended. On v1 it is a task in the container's
    * cgroups until then, so removing them sooner fails with EBUSY (and a retry after a
@@ -41,18 +45,56 @@ export interface Launched {
  * thread's posix_spawn reports (a file action that failed: the child's stdio, the gate
  * FIFO). Waits up to MS for that report; null if the child's start has not failed.
  */
-export async function earlyFailure(l: Launched, ms = 200): Promise<Error | null> {
+export async function earlyFailure(l: Pick<Launched, 'started'>, ms = 200): Promise<Error | null> {
   return Promise.race([
     l.started.then(() => null, (e: unknown) => (e instanceof Error ? e : new Error(String(e)))),
     new Promise<null>((r) => setTimeout(() => r(null), ms).unref()),
   ]);
 }
 
-function waitForChild(known: Set<number>, timeoutMs: number): number {
+/** The gated child's pid; 0 if the setup thread failed first (its message says why). */
+/**
+ * Whether /proc/PID/syscall shows the gate's open(): openat(..., O_RDONLY|O_CLOEXEC)
+ * blocking. That flag pair is the gate's alone among the child's file actions (stdio
+ * opens must survive execve, so they are never O_CLOEXEC).
+ */
+function blockedAtGate(pid: number): boolean {
+  let f: string[];
+  try {
+    f = readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ');
+  } catch {
+    return false;
+  }
+  const flags = Number(f[3]);
+  return Number(f[0]) === OPENAT && (flags & O.O_CLOEXEC) !== 0 && (flags & 3) === O.O_RDONLY;
+}
+const OPENAT = SYSCALL_TABLES[nativeArch()].openat!;
+
+/**
+ * Returns once the gated child blocks in its open() of the start gate: its file actions
+ * (stdio, closing every other descriptor) are done, and nothing runs in it until the
+ * gate opens. A `create` that reported success sooner could leave a "created" container
+ * whose process then died of a file action (one a seccomp profile refused, say).
+ * Throws the setup thread's error if the child dies first.
+ */
+export async function untilAtGate(l: Launched, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!blockedAtGate(l.pid)) {
+    if (Atomics.load(l.failed, 0)) {
+      await l.started;
+      throw new TsrunError('INTERNAL', 'the setup thread failed without saying why');
+    }
+    if (Date.now() > deadline) throw new TsrunError('INTERNAL', `the container process ${l.pid} did not reach the start gate`);
+    sleepSync(0.1);
+  }
+}
+
+function waitForChild(known: Set<number>, failed: Int32Array, timeoutMs: number): number {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const found = findNewChildren(known);
     if (found.length > 0) return found[0]!;
+    if (Atomics.load(failed, 0)) return 0;
     if (Date.now() > deadline) throw new TsrunError('INTERNAL', 'the container process did not appear after posix_spawn');
     sleepSync(0.2);
   }
@@ -141,7 +183,8 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
   const setupEnded = new Promise<void>((res) => worker.once('exit', () => res())).then(async () => {
     for (let i = 0; i < 50 && setupTid && existsSync(`/proc/self/task/${setupTid}`); i++) await new Promise((r) => setTimeout(r, 1));
   });
-  worker.postMessage(plan);
+  const failed = new Int32Array(new SharedArrayBuffer(4));
+  worker.postMessage({ ...plan, failed: failed.buffer });
   let onSpawned!: () => void;
   let onFailed!: (e: Error) => void;
   const started = new Promise<void>((res, rej) => {
@@ -173,7 +216,11 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
   const msg = await spawning;
   setupTid = msg.setupTid;
   tracer.step('step', 'setup-thread', '', 'the setup thread built the container\'s namespaces and rootfs and is spawning its process', t0);
-  const pid = waitForChild(known, 10_000);
+  const pid = waitForChild(known, failed, 10_000);
+  if (!pid) {
+    await started;
+    throw new TsrunError('INTERNAL', 'the setup thread failed without saying why');
+  }
   tracer.step('step', 'found-child', `pid ${pid}`, 'the container process exists and waits at the start gate, before execve');
   try {
     if (plan.mode === 'create') {
@@ -201,9 +248,11 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
     if (adj !== undefined) k.writeFile(`/proc/${pid}/oom_score_adj`, String(adj), 'process.oomScoreAdj');
   } catch (e) {
     killQuietly(k, pid);
-    throw wrap('preparing the container process', e);
+    // A child that died of its own start (a file action failed) makes these steps fail
+    // too (its /proc entries are gone): report the cause, not the symptom.
+    throw (await earlyFailure({ started })) ?? wrap('preparing the container process', e);
   }
-  return { pid, ptyMaster: msg.ptyMaster, setupTid: msg.setupTid, started, setupEnded };
+  return { pid, ptyMaster: msg.ptyMaster, setupTid: msg.setupTid, started, setupEnded, failed };
 }
 
 /**

@@ -17,7 +17,7 @@ import { ContainerCgroup } from '../cgroups/container.js';
 import { isFrozen, setFrozen } from '../cgroups/freeze.js';
 import { cgroupManager, removeStaleCgroup } from '../cgroups/manager.js';
 import type { CgroupManager } from '../cgroups/types.js';
-import { earlyFailure, killQuietly, launch, openGate } from './launcher.js';
+import { earlyFailure, killQuietly, launch, openGate, untilAtGate } from './launcher.js';
 import { GATE_NAME } from './protocol.js';
 import { isAlive, processesInPidns, procStartTime } from './proc-scan.js';
 import { attachTty, drainTty, requireRoot, waitExit } from './run.js';
@@ -145,6 +145,7 @@ export async function createContainer(k: Kernel, req: CreateRequest): Promise<nu
     } catch (e) {
       throw (await earlyFailure(launched)) ?? e;
     }
+    await untilAtGate(launched);
     if (launched.ptyMaster !== null) {
       k.sendFd(req.consoleSocket!, launched.ptyMaster);
       k.close(launched.ptyMaster);

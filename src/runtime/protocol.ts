@@ -28,6 +28,12 @@ export interface SetupPlan {
   cgroupThreadFiles?: string[];
   /** the thread the main thread already moved into cgroupThreadFiles; the setup thread moves itself if that is not it */
   movedTid?: number;
+  /**
+   * launch() adds it: one Int32 the setup thread sets to 1 when it fails. The main
+   * thread looks for the child synchronously (its messages cannot arrive meanwhile),
+   * and stops looking when a failed posix_spawn means there will be none.
+   */
+  failed?: SharedArrayBuffer;
 }
 
 export type WorkerMessage =

@@ -8,7 +8,7 @@
 // clone and execve (Node cannot run JavaScript after fork). That saves a second Node
 // start-up (~50-70 ms) on every container start.
 import { parentPort, workerData } from 'node:worker_threads';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { O, PR, TIOCGPTN, TIOCSPTLCK, TIOCSWINSZ } from '../linux/constants.js';
 import { LinuxKernel, markWorkerThread } from '../linux/libc.js';
 import { TsrunError, serializeError } from '../errors.js';
@@ -124,19 +124,37 @@ function run(plan: SetupPlan): void {
     // The executable was found above, so a failure after the gate is one of the last
     // file actions (the chdir) or execve itself. glibc has already reaped the child.
     if (e instanceof KernelError) {
-      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') throw new TsrunError('CONTAINER_SETUP', `the working directory "${proc.cwd}" cannot be entered in the container (${e.code})`, { hint: 'give -w / process.cwd a directory that exists in the container', cause: e });
+      if ((e.code === 'ENOENT' || e.code === 'ENOTDIR') && !isDirectory(proc.cwd)) throw new TsrunError('CONTAINER_SETUP', `the working directory "${proc.cwd}" cannot be entered in the container (${e.code})`, { hint: 'give -w / process.cwd a directory that exists in the container', cause: e });
       if (e.code === 'EACCES') throw new TsrunError('EXEC_NOT_EXECUTABLE', `exec "${proc.args[0]}": permission denied`, { cause: e });
       if (e.code === 'ENOEXEC') throw new TsrunError('EXEC_NOT_EXECUTABLE', `exec "${proc.args[0]}": exec format error`, { hint: 'the file is not a binary for this machine, or a script without a #! line', cause: e });
+      // The child runs its file actions under the filter: a profile that refuses one of
+      // them fails the spawn with its errno (or ENOENT, from glibc's /proc/self/fd
+      // fallback when close_range is refused).
+      if (seccomp) {
+        throw new TsrunError('CONTAINER_SETUP', `starting the container process failed (${e.code}) under its seccomp profile: the process starts under the filter, so linux.seccomp must allow clone, setsid, rt_sigaction, rt_sigprocmask, fcntl, dup2, openat, close_range, chdir and execve`, {
+          hint: 'allow those syscalls in the profile', cause: e,
+        });
+      }
     }
     throw e;
   }
   post({ t: 'spawned', pid });
 }
 
+/** Seen from this thread: its root is the container's by now. */
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 function start(plan: SetupPlan): void {
   try {
     run(plan);
   } catch (e) {
+    if (plan.failed) Atomics.store(new Int32Array(plan.failed), 0, 1);
     post({ t: 'error', error: serializeError(e) });
   }
 }

@@ -9,6 +9,7 @@ import { useSandbox, parseStatus } from '../helpers/sandbox.js';
 import { makeBundle, nsInode, runtime, runtimeIds, type RuntimeOptions, type RuntimeResult, type SpecJson } from '../helpers/bundle.js';
 import { until } from '../helpers/wait.js';
 import { CAPABILITIES } from '../../src/security/capabilities.js';
+import { SYSCALL_TABLES } from '../../src/security/seccomp/tables.js';
 import { HAS_SYS_RESOURCE, NO_SYS_RESOURCE_ERROR } from '../helpers/caps.js';
 
 const sb = useSandbox();
@@ -309,6 +310,37 @@ describe('sysctl, rlimits, capabilities, oomScoreAdj, noNewPrivileges', () => {
       s.process.noNewPrivileges = false;
     });
     expect(out2).toMatch(/NoNewPrivs:\s+0/);
+  });
+});
+
+describe('seccomp (config-linux.md "Seccomp")', () => {
+  // An allowlist written before clone3 and close_range that still lists one newer
+  // syscall, the shape runtime-tools' generator gives. tsrun starts the process under
+  // the filter (glibc's posix_spawn tries clone3, and closes the inherited fds with
+  // close_range), so with EPERM for both nothing could start; runc starts nothing
+  // after loading it, and its ENOSYS rule (newer than anything listed) misses clone3.
+  const x64 = SYSCALL_TABLES.x86_64;
+  const preClone3 = Object.keys(x64).filter((n) => x64[n]! < x64.clone3!);
+  const oldAllowlist = (first: Array<{ names: string[]; action: string }>): SpecJson => ({
+    defaultAction: 'SCMP_ACT_ERRNO',
+    architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+    syscalls: [...first, { names: [...preClone3, 'landlock_create_ruleset'], action: 'SCMP_ACT_ALLOW' }],
+  });
+
+  it.runIf(process.arch === 'x64')('an allowlist older than clone3 starts the process; its rules apply in order, first match wins', async () => {
+    // mkdir's refusal comes ahead of the allowlist that also names it
+    const out = await runIn('echo started; mkdir /tmp/d && echo made || echo refused; grep ^Seccomp: /proc/self/status', (s) => {
+      s.linux.seccomp = oldAllowlist([{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO' }]);
+    });
+    expect(out).toBe('started\nrefused\nSeccomp:\t2\n');
+  });
+
+  it.runIf(process.arch === 'x64')('a profile that refuses what starting the process needs: create fails with a clear error, nothing left', async () => {
+    const b = makeBundle(join(sb.dir, 'bundle-noclose'), { args: ['true'], edit: (s) => { s.linux.seccomp = oldAllowlist([{ names: ['setsid'], action: 'SCMP_ACT_ERRNO' }]); } });
+    const r = await rt(['create', '--bundle', b.dir, 'noclose']);
+    ok(r, 1);
+    expect(r.stderr).toMatch(/starting the container process failed \(E[A-Z]+\) under its seccomp profile/);
+    expect(runtimeIds(rtRoot())).toEqual([]);
   });
 });
 

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { earlyFailure, type Launched } from '../../src/runtime/launcher.js';
 
-const launched = (started: Promise<void>): Launched => ({ pid: 1, ptyMaster: null, setupTid: 1, started, setupEnded: Promise.resolve() });
+const launched = (started: Promise<void>): Pick<Launched, 'started'> => ({ started });
 
 describe('earlyFailure', () => {
   it('returns why the child could not start', async () => {

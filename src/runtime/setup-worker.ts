@@ -21,6 +21,7 @@ import { installSeccomp, prepareSeccomp } from '../security/seccomp/index.js';
 import { tracer } from '../trace/tracer.js';
 import { resolveExecutable } from './exec-path.js';
 import { GATE_NAME, type SetupPlan, type WorkerMessage } from './protocol.js';
+import { NO_MOUNT_NS } from '../spec/validate.js';
 import type { NamespaceType } from '../spec/types.js';
 
 const post = (m: WorkerMessage): void => parentPort!.postMessage(m);
@@ -54,7 +55,7 @@ function run(plan: SetupPlan): void {
     }
     if (nsPlan.fresh.includes('network')) bringUpLoopback(k);
     const newMount = nsPlan.fresh.includes('mount') || nsPlan.join.some((j) => j.type === 'mount');
-    if (!newMount) throw Object.assign(new Error('linux.namespaces must include "mount": tsrun pivots into the rootfs'), {});
+    if (!newMount) throw new TsrunError('SPEC_INVALID', `invalid OCI spec: linux.namespaces: ${NO_MOUNT_NS}`);
     const sharedNet = !nsPlan.fresh.includes('network');
     deferred = setupRootfs(k, spec, plan.rootfs, plan.bundle, sharedNet, plan.overlay).deferred;
     if (nsPlan.fresh.includes('uts') && spec.hostname) k.sethostname(spec.hostname);

@@ -7,6 +7,9 @@ import { TsrunError } from '../errors.js';
 
 const NS_TYPES = new Set(['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgroup', 'time']);
 
+/** tsrun has no "share the host's mount namespace" mode (runc falls back to chroot, and mounts the spec's mounts on the host). */
+export const NO_MOUNT_NS = 'has no "mount" namespace: tsrun mounts the rootfs and pivots into it in the container\'s own mount namespace (in the host\'s, those mounts would land on the host); add {"type": "mount"}';
+
 function bad(field: string, problem: string): never {
   throw new TsrunError('SPEC_INVALID', `invalid OCI spec: ${field}: ${problem}`, {
     hint: 'fix config.json (see https://github.com/opencontainers/runtime-spec/blob/main/config.md)',
@@ -71,6 +74,7 @@ export function validateSpec(raw: unknown): Spec {
         seen.add(n.type);
         if (n.path !== undefined && (typeof n.path !== 'string' || !n.path.startsWith('/'))) bad(`linux.namespaces[${i}].path`, 'must be an absolute path');
       });
+      if (!seen.has('mount')) bad('linux.namespaces', NO_MOUNT_NS);
     }
     for (const key of ['maskedPaths', 'readonlyPaths'] as const) {
       if (l[key] !== undefined && !isStrArray(l[key])) bad(`linux.${key}`, 'must be an array of paths');

@@ -89,6 +89,14 @@ describe('namespaces (config-linux.md "Namespaces")', () => {
     expect(runtimeIds(rtRoot())).toEqual([]);
   });
 
+  it('no mount namespace: refused before anything is made (tsrun would otherwise mount on the host)', async () => {
+    const b = makeBundle(join(sb.dir, 'nomnt'), { edit: (s) => { s.linux.namespaces = [{ type: 'pid' }]; } });
+    const r = await rt(['create', '--bundle', b.dir, 'nomnt']);
+    ok(r, 1);
+    expect(r.stderr).toBe('tsrun-runtime: invalid OCI spec: linux.namespaces: has no "mount" namespace: tsrun mounts the rootfs and pivots into it in the container\'s own mount namespace (in the host\'s, those mounts would land on the host); add {"type": "mount"}\nhint: fix config.json (see https://github.com/opencontainers/runtime-spec/blob/main/config.md)\n');
+    expect(runtimeIds(rtRoot())).toEqual([]);
+  });
+
   it('pid namespace: the command is PID 1 and sees only its own processes', async () => {
     const out = await runIn('echo $$; ls /proc | grep -c "^[0-9]"');
     const [pid, count] = out.trim().split('\n').map(Number);

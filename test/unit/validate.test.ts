@@ -63,6 +63,7 @@ describe('validateSpec', () => {
     ['namespace type', (s: any) => { s.linux.namespaces.push({ type: 'net' }); }, /linux\.namespaces\[6\]\.type: unknown namespace type "net"/],
     ['namespace twice', (s: any) => { s.linux.namespaces.push({ type: 'pid' }); }, /linux\.namespaces\[6\]: namespace "pid" is listed twice/],
     ['namespace path', (s: any) => { s.linux.namespaces[1].path = 'proc/1/ns/net'; }, /linux\.namespaces\[1\]\.path: must be an absolute path/],
+    ['no mount namespace', (s: any) => { s.linux.namespaces = s.linux.namespaces.filter((n: any) => n.type !== 'mount'); }, /linux\.namespaces: has no "mount" namespace: .* add \{"type": "mount"\}/],
     ['maskedPaths', (s: any) => { s.linux.maskedPaths = '/proc/kcore'; }, /linux\.maskedPaths:/],
     ['readonlyPaths', (s: any) => { s.linux.readonlyPaths = [1]; }, /linux\.readonlyPaths:/],
     ['devices', (s: any) => { s.linux.devices = {}; }, /linux\.devices: must be an array/],
@@ -85,7 +86,7 @@ describe('validateSpec', () => {
 
 describe('linux.sysctl: only what a namespace of the container isolates', () => {
   const withSysctl = (sysctl: Record<string, string>, types: string[]) =>
-    ({ ociVersion: '1.2.0', linux: { namespaces: types.map((type) => ({ type })), sysctl } });
+    ({ ociVersion: '1.2.0', linux: { namespaces: ['mount', ...types].map((type) => ({ type })), sysctl } });
 
   it('accepts net.* with a network namespace and IPC keys with an IPC namespace', () => {
     expect(() => validateSpec(withSysctl({ 'net.ipv4.ip_forward': '1', 'kernel.msgmax': '8192', 'fs.mqueue.msg_max': '10' }, ['network', 'ipc']))).not.toThrow();

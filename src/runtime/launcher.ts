@@ -229,19 +229,21 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
     }
     // rlimits belong to a process, not a thread: set them on the waiting child with
     // prlimit(2), so tsrun's own limits never change.
+    const user = plan.spec.process?.user ?? { uid: 0, gid: 0 };
     for (const r of plan.spec.process?.rlimits ?? []) {
+      const set = (): void => k.prlimit(pid, RLIMIT[r.type]!, rlimitToU64(r.soft), rlimitToU64(r.hard), `${r.type} soft=${r.soft} hard=${r.hard} (process.rlimits)`);
       try {
-        k.prlimit(pid, RLIMIT[r.type]!, rlimitToU64(r.soft), rlimitToU64(r.hard), `${r.type} soft=${r.soft} hard=${r.hard} (process.rlimits)`);
+        set();
       } catch (e) {
-        // prlimit(2) on a process of another user needs CAP_SYS_RESOURCE, and the
-        // waiting child already has the container's uid (it cannot change it later:
-        // no code of ours runs in it). Root has that capability on ordinary hosts.
-        if (e instanceof KernelError && e.code === 'EPERM' && (plan.spec.process?.user.uid ?? 0) !== 0) {
-          throw new TsrunError('KERNEL_FEATURE', `cannot set ${r.type} for a container running as uid ${plan.spec.process?.user.uid}: prlimit(2) on another user's process needs CAP_SYS_RESOURCE, which tsrun does not have here`, {
-            hint: 'give tsrun CAP_SYS_RESOURCE, or leave out process.rlimits / --ulimit for a non-root container user', cause: e,
+        if (!(e instanceof KernelError && e.code === 'EPERM' && user.uid !== 0)) throw e;
+        try {
+          withRealIds(k, user.uid, user.gid, set);
+        } catch (e2) {
+          // Raising a hard limit needs CAP_SYS_RESOURCE whoever asks.
+          throw new TsrunError('KERNEL_FEATURE', `cannot set ${r.type} to soft=${r.soft} hard=${r.hard} for the container: raising a hard limit needs CAP_SYS_RESOURCE, which tsrun does not have here`, {
+            hint: 'give tsrun CAP_SYS_RESOURCE, or keep process.rlimits / --ulimit within tsrun\'s own hard limits', cause: e2,
           });
         }
-        throw e;
       }
     }
     const adj = plan.spec.process?.oomScoreAdj;
@@ -277,6 +279,31 @@ export function openGate(k: Kernel, stateDir: string, pid?: number, timeoutMs = 
       }
       sleepSync(0.1);
     }
+  }
+}
+
+/**
+ * prlimit(2) on another user's process needs CAP_SYS_RESOURCE, or a caller whose real
+ * uid and gid are the target's, and the waiting child already runs as the container
+ * user (no code of ours runs in it to set its own limits). Root without that capability
+ * (some CI hosts) takes the second way: this thread's real ids become the container's
+ * for the one call, while its effective and saved ids stay root, so it keeps its
+ * capabilities and switches back at once. The raw syscalls change only this thread.
+ */
+/** (uid_t)-1: setres[ug]id leaves that id as it is */
+const KEEP = 0xffffffff;
+function withRealIds(k: Kernel, uid: number, gid: number, fn: () => void): void {
+  const [ruid, rgid] = [process.getuid!(), process.getgid!()];
+  k.setresgid(gid, KEEP, KEEP, 'prlimit(2) without CAP_SYS_RESOURCE: this thread\'s real gid becomes the container\'s for one call');
+  try {
+    k.setresuid(uid, KEEP, KEEP, 'prlimit(2) without CAP_SYS_RESOURCE: this thread\'s real uid becomes the container\'s for one call (effective stays 0)');
+    try {
+      fn();
+    } finally {
+      k.setresuid(ruid, KEEP, KEEP, 'back to tsrun\'s own real uid');
+    }
+  } finally {
+    k.setresgid(rgid, KEEP, KEEP, 'back to tsrun\'s own real gid');
   }
 }
 

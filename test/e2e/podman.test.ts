@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { useSandbox } from '../helpers/sandbox.js';
 import { makePodman, podmanInstalled, type Podman, type PodmanResult } from '../helpers/podman.js';
-import { HAS_SYS_RESOURCE } from '../helpers/caps.js';
 import { until } from '../helpers/wait.js';
 
 const IMAGE = 'localhost/tsrun-bb:latest';
@@ -83,9 +82,9 @@ describe.runIf(podmanInstalled())('podman --runtime tsrun-runtime', () => {
     await until(() => !existsSync(`/proc/${pid}`), 'the container process to be gone', 5000);
   });
 
-  // podman always sends rlimits; for a non-root user they need CAP_SYS_RESOURCE, which
-  // this project's machines lack (test/helpers/caps.ts; tsrun then reports it clearly).
-  it.runIf(HAS_SYS_RESOURCE)('exec -u 1000 and run -u 1000 (a non-root process under podman\'s default rlimits)', async () => {
+  // podman always sends rlimits, which tsrun sets on the waiting non-root process
+  // with prlimit(2), as the container's real uid where root lacks CAP_SYS_RESOURCE.
+  it('exec -u 1000 and run -u 1000 (a non-root process under podman\'s default rlimits)', async () => {
     const r = await pm.run(['run', '--rm', '--network', 'none', '-u', '1000', IMAGE, 'id', '-u']);
     ok(r);
     expect(r.stdout).toBe('1000\n');

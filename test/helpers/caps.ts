@@ -1,8 +1,7 @@
 // What this host lets root do. The project's machines run root without
-// CAP_SYS_RESOURCE (CapBnd 000001fffeffffff), and then prlimit(2) on a process of
-// another user is refused: tsrun cannot set rlimits for a non-root container user
-// there, and says so. Tests of that combination run where root has the capability,
-// and assert the clear error where it does not.
+// CAP_SYS_RESOURCE (CapBnd 000001fffeffffff): no process can raise a hard rlimit
+// there, and tsrun says so. Tests of raising run where root has the capability, and
+// assert the clear error where it does not.
 import { readFileSync } from 'node:fs';
 
 const CAP_SYS_RESOURCE = 24;

@@ -52,21 +52,22 @@ export async function earlyFailure(l: Pick<Launched, 'started'>, ms = 200): Prom
   ]);
 }
 
-/** The gated child's pid; 0 if the setup thread failed first (its message says why). */
 /**
- * Whether /proc/PID/syscall shows the gate's open(): openat(..., O_RDONLY|O_CLOEXEC)
- * blocking. That flag pair is the gate's alone among the child's file actions (stdio
- * opens must survive execve, so they are never O_CLOEXEC).
+ * Where the gated child is, from /proc/PID/syscall: 'waiting' when it blocks in the
+ * gate's openat(..., O_RDONLY|O_CLOEXEC) (that flag pair is the gate's alone among its
+ * file actions: stdio opens must survive execve, so they are never O_CLOEXEC); 'gone'
+ * when it has exited; 'unknown' when this kernel does not say.
  */
-function blockedAtGate(pid: number): boolean {
-  let f: string[];
+function gateState(pid: number): 'waiting' | 'busy' | 'gone' | 'unknown' {
+  let text: string;
   try {
-    f = readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ');
-  } catch {
-    return false;
+    text = readFileSync(`/proc/${pid}/syscall`, 'utf8');
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'gone' : 'unknown';
   }
+  const f = text.split(' ');
   const flags = Number(f[3]);
-  return Number(f[0]) === OPENAT && (flags & O.O_CLOEXEC) !== 0 && (flags & 3) === O.O_RDONLY;
+  return Number(f[0]) === OPENAT && (flags & O.O_CLOEXEC) !== 0 && (flags & 3) === O.O_RDONLY ? 'waiting' : 'busy';
 }
 const OPENAT = SYSCALL_TABLES[nativeArch()].openat!;
 
@@ -79,16 +80,22 @@ const OPENAT = SYSCALL_TABLES[nativeArch()].openat!;
  */
 export async function untilAtGate(l: Launched, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!blockedAtGate(l.pid)) {
-    if (Atomics.load(l.failed, 0)) {
-      await l.started;
-      throw new TsrunError('INTERNAL', 'the setup thread failed without saying why');
-    }
+  for (;;) {
+    const where = gateState(l.pid);
+    if (where === 'waiting' || where === 'unknown') return;
+    if (where === 'gone' || Atomics.load(l.failed, 0)) return setupFailure(l.started);
     if (Date.now() > deadline) throw new TsrunError('INTERNAL', `the container process ${l.pid} did not reach the start gate`);
     sleepSync(0.1);
   }
 }
 
+/** Once the setup thread has failed or the child has gone: the setup thread's error, as it arrives. */
+async function setupFailure(started: Promise<void>): Promise<never> {
+  await started;
+  throw new TsrunError('INTERNAL', 'the container process exited before reaching the start gate');
+}
+
+/** The gated child's pid; 0 if the setup thread failed first (its message says why). */
 function waitForChild(known: Set<number>, failed: Int32Array, timeoutMs: number): number {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -217,10 +224,7 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
   setupTid = msg.setupTid;
   tracer.step('step', 'setup-thread', '', 'the setup thread built the container\'s namespaces and rootfs and is spawning its process', t0);
   const pid = waitForChild(known, failed, 10_000);
-  if (!pid) {
-    await started;
-    throw new TsrunError('INTERNAL', 'the setup thread failed without saying why');
-  }
+  if (!pid) return setupFailure(started);
   tracer.step('step', 'found-child', `pid ${pid}`, 'the container process exists and waits at the start gate, before execve');
   try {
     if (plan.mode === 'create') {
@@ -240,6 +244,7 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
           withRealIds(k, user.uid, user.gid, set);
         } catch (e2) {
           // Raising a hard limit needs CAP_SYS_RESOURCE whoever asks.
+          if (!(e2 instanceof KernelError && e2.code === 'EPERM' && e2.syscall === 'prlimit')) throw e2;
           throw new TsrunError('KERNEL_FEATURE', `cannot set ${r.type} to soft=${r.soft} hard=${r.hard} for the container: raising a hard limit needs CAP_SYS_RESOURCE, which tsrun does not have here`, {
             hint: 'give tsrun CAP_SYS_RESOURCE, or keep process.rlimits / --ulimit within tsrun\'s own hard limits', cause: e2,
           });

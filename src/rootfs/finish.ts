@@ -11,12 +11,13 @@
 import { spawnSync } from 'node:child_process';
 import { lstatSync, statSync } from 'node:fs';
 import { tracer } from '../trace/tracer.js';
-import { CLONE, MOUNT_ATTR, MS, O } from '../linux/constants.js';
+import { CLONE, MNT, MOUNT_ATTR, MS, O } from '../linux/constants.js';
 import { EINVAL } from '../linux/errno.js';
 import { type Kernel, KernelError } from '../linux/kernel.js';
 import type { MountSpec } from '../spec/types.js';
 import { TsrunError } from '../errors.js';
 import { parseMountOptions } from './options.js';
+import { deferredMounts, isUnder } from './deferred.js';
 import { withNamespacesOf } from '../namespaces/hop.js';
 
 function mountAttrs(flags: number): number {
@@ -100,8 +101,41 @@ function exists(path: string): 'dir' | 'file' | null {
 
 export interface FinishPlan {
   deferred: MountSpec[];
+  /** mountsAfterProc: made again once /proc is there */
+  remake: MountSpec[];
   maskedPaths: string[];
   readonlyPaths: string[];
+}
+
+/**
+ * The spec's mounts that come after its first proc mount but were made before it (by
+ * the setup thread), outermost only. The runtime-spec has mounts made in the listed
+ * order, and the mount table (/proc/self/mountinfo) lists them by when each mount was
+ * created; /proc can only be created once the container's PID 1 exists. So these are
+ * made again after it: a clone of each (with what is mounted under it) replaces the
+ * original, and the clones are created in the spec's order.
+ */
+export function mountsAfterProc(mounts: MountSpec[]): MountSpec[] {
+  const first = mounts.findIndex((m) => m.type === 'proc');
+  if (first < 0) return [];
+  const deferred = deferredMounts(mounts);
+  const after = mounts.filter((_, i) => i > first && !deferred[i]);
+  // a clone carries what is mounted under it; of mounts stacked on one path, the first
+  return after.filter((m, i) => !after.some((o, j) => j !== i && (o.destination === m.destination ? j < i : isUnder(m.destination, o.destination))));
+}
+
+/** See mountsAfterProc. Runs inside the container's mount namespace, once the child waits at the gate (its file actions open /dev paths). */
+function remakeInOrder(k: Kernel, remake: MountSpec[]): void {
+  const clones: number[] = [];
+  try {
+    for (const m of remake) clones.push(k.openTree(m.destination, true, `${m.destination}: clone it (and its submounts) so it is listed after /proc, in the spec's order`));
+    remake.forEach((m, i) => {
+      k.umount2(m.destination, MNT.MNT_DETACH, `${m.destination}: detach the original`);
+      k.moveMount(clones[i]!, -100, m.destination, `${m.destination}: attach the clone in its place`);
+    });
+  } finally {
+    for (const fd of clones) k.close(fd);
+  }
 }
 
 export function finishRootfs(k: Kernel, pid: number, plan: FinishPlan): void {
@@ -136,6 +170,7 @@ export function finishRootfs(k: Kernel, pid: number, plan: FinishPlan): void {
           k.mount(m.source ?? m.type ?? 'none', m.destination, m.type ?? null, o.flags, o.data.join(',') || null, `${m.destination}: ${m.type}`);
         }
       });
+      remakeInOrder(k, plan.remake);
       for (const p of plan.maskedPaths) {
         const kind = exists(p);
         if (kind === 'dir') k.mount('tmpfs', p, 'tmpfs', MS.MS_RDONLY, null, `mask ${p}: an empty read-only tmpfs hides what the host exposes there`);

@@ -13,6 +13,7 @@ import { TsrunError } from '../errors.js';
 import { setupDev } from './devices.js';
 import { ensureInRoot, fdPath, openInRoot } from './in-root.js';
 import { PROPAGATION, parseMountOptions } from './options.js';
+import { deferredMounts } from './deferred.js';
 import { mountOverlay, type OverlayLayers } from '../overlay/mount.js';
 
 export interface RootfsResult {
@@ -20,9 +21,6 @@ export interface RootfsResult {
   deferred: MountSpec[];
 }
 
-function isUnder(path: string, dir: string): boolean {
-  return path === dir || path.startsWith(dir.endsWith('/') ? dir : dir + '/');
-}
 
 export function setupRootfs(k: Kernel, spec: Spec, rootfs: string, bundle: string, sharedNetns: boolean, overlay?: OverlayLayers): RootfsResult {
   const prop = spec.linux?.rootfsPropagation;
@@ -33,14 +31,12 @@ export function setupRootfs(k: Kernel, spec: Spec, rootfs: string, bundle: strin
   const rootfd = k.open(rootfs, O.O_PATH | O.O_DIRECTORY | O.O_CLOEXEC, 0, 'hold the rootfs: every mount destination is resolved beneath this fd');
   const deferred: MountSpec[] = [];
   const mounts = spec.mounts ?? [];
+  const later = deferredMounts(mounts);
   try {
-    for (const m of mounts) {
-      if (m.type === 'proc' || deferred.some((d) => isUnder(m.destination, d.destination))) {
-        deferred.push(m);
-        continue;
-      }
-      mountOne(k, rootfd, m, bundle, sharedNetns);
-    }
+    mounts.forEach((m, i) => {
+      if (later[i]) deferred.push(m);
+      else mountOne(k, rootfd, m, bundle, sharedNetns);
+    });
     const devIsTmpfs = mounts.some((m) => m.destination === '/dev' && m.type === 'tmpfs');
     setupDev(k, rootfd, spec.linux?.devices ?? [], devIsTmpfs);
   } finally {

@@ -422,17 +422,30 @@ export class LinuxKernel implements Kernel {
         while (sources.has(next)) next++;
         return next++;
       };
-      // The child runs these in order. Its final stdio is set up and every other
-      // descriptor closed *before* it blocks at the gate, so that while it waits (after a
-      // runtime `create`, possibly for long) it holds nothing of tsrun's: a pipe a shim
-      // gave tsrun as stdout must see EOF when tsrun exits, not when the container starts.
+      // The child runs these in order. Before it blocks at the gate it holds nothing of
+      // tsrun's: every descriptor it inherited is closed or is its final stdio, so that
+      // while it waits (after a runtime `create`, possibly for long) a pipe a shim gave
+      // tsrun as stdout sees EOF when tsrun exits, not when the container starts. What
+      // it opens by path inside the container (the terminal, /dev/null) it opens after
+      // the gate: by then the main thread has finished the container's mounts, and
+      // /proc/PID/fd shows those files where the container sees them.
+      const addclose = L.fn('int posix_spawn_file_actions_addclose(void*, int)');
+      const afterGate: Array<() => void> = [];
+      const closed: number[] = [];
+      const close = (fd: number): void => {
+        chk('addclose', addclose(fa, fd));
+        closed.push(fd);
+      };
       if (req.ctty) {
-        // 1. The controlling terminal: the child is a new session leader
-        //    (POSIX_SPAWN_SETSID), so opening a tty without O_NOCTTY makes it the session's
-        //    controlling terminal. It is all of stdin, stdout and stderr.
-        chk('addopen', addopen(fa, 0, req.ctty, 2 /* O_RDWR */, 0));
-        chk('adddup2', adddup2(fa, 0, 1));
-        chk('adddup2', adddup2(fa, 0, 2));
+        // 1. The controlling terminal, after the gate: the child is a new session leader
+        //    (POSIX_SPAWN_SETSID), so opening a tty without O_NOCTTY makes it the
+        //    session's controlling terminal. It is all of stdin, stdout and stderr.
+        for (const fd of [0, 1, 2]) close(fd);
+        afterGate.push(() => {
+          chk('addopen', addopen(fa, 0, req.ctty!, 2 /* O_RDWR */, 0));
+          chk('adddup2', adddup2(fa, 0, 1));
+          chk('adddup2', adddup2(fa, 0, 2));
+        });
       } else {
         // 1. stdio. Sources that are themselves 0-2 go through a scratch fd so a dup2
         //    onto 1 cannot clobber a source still needed for 2. dup2(fd, fd) clears
@@ -446,8 +459,11 @@ export class LinuxKernel implements Kernel {
           }
         }
         for (const s of req.stdio) {
-          if ('path' in s.from) chk('addopen', addopen(fa, s.fd, s.from.path, s.from.flags, 0));
-          else chk('adddup2', adddup2(fa, staged.get(s.fd) ?? s.from.parentFd, s.fd));
+          const from = s.from;
+          if ('path' in from) {
+            close(s.fd);
+            afterGate.push(() => chk('addopen', addopen(fa, s.fd, from.path, from.flags, 0)));
+          } else chk('adddup2', adddup2(fa, staged.get(s.fd) ?? from.parentFd, s.fd));
         }
       }
       for (let i = 0; i < req.preserveFds; i++) chk('adddup2', adddup2(fa, 3 + i, 3 + i));
@@ -455,7 +471,12 @@ export class LinuxKernel implements Kernel {
       chk('addclosefrom', addclosefrom(fa, 3 + req.preserveFds));
       // 3. The gate: block in open() until tsrun opens the FIFO's other end. It is
       //    close-on-exec, and opened by a name relative to the cwd (tsrun's state dir).
-      if (req.gatePath) chk('addopen', addopen(fa, 3 + req.preserveFds, req.gatePath, 0 /* O_RDONLY */ | 0o2000000, 0));
+      //    open() takes the lowest free number, and placing it elsewhere would take a
+      //    dup2, which drops close-on-exec: so it goes to the lowest free number. When
+      //    that is a stdio fd, the open after the gate replaces it.
+      const gateFd = closed.length ? Math.min(...closed) : 3 + req.preserveFds;
+      if (req.gatePath) chk('addopen', addopen(fa, gateFd, req.gatePath, 0 /* O_RDONLY */ | 0o2000000, 0));
+      for (const add of afterGate) add();
       // 4. Into the container's working directory, last.
       chk('addchdir', addchdir(fa, req.cwd));
 

@@ -9,7 +9,7 @@
 // for a moment to attach it, applies the masked and read-only paths that live under
 // it, and returns to the host's mount namespace.
 import { spawnSync } from 'node:child_process';
-import { lstatSync, statSync } from 'node:fs';
+import { lstatSync, realpathSync, statSync } from 'node:fs';
 import { tracer } from '../trace/tracer.js';
 import { CLONE, MNT, MOUNT_ATTR, MS, O } from '../linux/constants.js';
 import { EINVAL } from '../linux/errno.js';
@@ -124,14 +124,16 @@ export function mountsAfterProc(mounts: MountSpec[]): MountSpec[] {
   return after.filter((m, i) => !after.some((o, j) => j !== i && (o.destination === m.destination ? j < i : isUnder(m.destination, o.destination))));
 }
 
-/** See mountsAfterProc. Runs inside the container's mount namespace, once the child waits at the gate (its file actions open /dev paths). */
+/** See mountsAfterProc. Runs inside the container's mount namespace, so paths resolve in its root. */
 function remakeInOrder(k: Kernel, remake: MountSpec[]): void {
   const clones: number[] = [];
   try {
-    for (const m of remake) clones.push(k.openTree(m.destination, true, `${m.destination}: clone it (and its submounts) so it is listed after /proc, in the spec's order`));
-    remake.forEach((m, i) => {
-      k.umount2(m.destination, MNT.MNT_DETACH, `${m.destination}: detach the original`);
-      k.moveMount(clones[i]!, -100, m.destination, `${m.destination}: attach the clone in its place`);
+    // where the setup thread mounted each: a destination that is a symlink in the image was followed inside the rootfs
+    const at = remake.map((m) => realpathSync(m.destination));
+    for (const p of at) clones.push(k.openTree(p, true, `${p}: clone it (and its submounts) so it is listed after /proc, in the spec's order`));
+    at.forEach((p, i) => {
+      k.umount2(p, MNT.MNT_DETACH, `${p}: detach the original`);
+      k.moveMount(clones[i]!, -100, p, `${p}: attach the clone in its place`);
     });
   } finally {
     for (const fd of clones) k.close(fd);

@@ -78,7 +78,7 @@ const OPENAT = SYSCALL_TABLES[nativeArch()].openat!;
  * whose process then died of a file action (one a seccomp profile refused, say).
  * Throws the setup thread's error if the child dies first.
  */
-export async function untilAtGate(l: Pick<Launched, 'pid' | 'failed' | 'started'>, timeoutMs = 10_000): Promise<void> {
+export async function untilAtGate(l: Launched, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const where = gateState(l.pid);
@@ -229,10 +229,9 @@ export async function launch(k: Kernel, plan: SetupPlan, known: Set<number>): Pr
   try {
     if (plan.mode === 'create') {
       const linux = plan.spec.linux ?? {};
-      const remake = mountsAfterProc(plan.spec.mounts ?? []);
-      // The child's file actions open /dev paths (its stdio, its terminal): let it get past them first.
-      if (remake.length) await untilAtGate({ pid, failed, started });
-      finishRootfs(k, pid, { deferred: msg.deferred, remake, maskedPaths: linux.maskedPaths ?? [], readonlyPaths: linux.readonlyPaths ?? [] });
+      // The child opens nothing in the container before the gate (libc.ts spawn), so its
+      // mounts can still be rearranged.
+      finishRootfs(k, pid, { deferred: msg.deferred, remake: mountsAfterProc(plan.spec.mounts ?? []), maskedPaths: linux.maskedPaths ?? [], readonlyPaths: linux.readonlyPaths ?? [] });
     }
     // rlimits belong to a process, not a thread: set them on the waiting child with
     // prlimit(2), so tsrun's own limits never change.

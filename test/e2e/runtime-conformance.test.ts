@@ -188,6 +188,24 @@ describe('root and mounts (config.md "Root", "Mounts"; config-linux.md)', () => 
     expect(existsSync(join(sb.dir, 'bundle' + n, 'rootfs', 'mnt', 'tmp', 'big'))).toBe(false);
   });
 
+  it('mounts are made in the listed order: /proc first, then the rest, as the mount table shows (config.md "Mounts")', async () => {
+    const ro = sb.mkdir('host-order');
+    let listed: string[] = [];
+    // /proc first (as in the default list) and a bind mount last. stdin is /dev/null,
+    // opened by path in the container: it must still show that path afterwards
+    const out = await runIn('cut -d" " -f5 /proc/self/mountinfo; echo --; readlink /proc/self/fd/0', (s) => {
+      s.mounts.push({ destination: '/mnt/order', type: 'bind', source: ro, options: ['bind', 'ro'] });
+      listed = s.mounts.map((m: { destination: string }) => m.destination);
+    });
+    const [table, fd0] = out.split('--\n');
+    const points = table!.trim().split('\n');
+    expect(listed[0]).toBe('/proc');
+    const at = listed.map((d) => points.indexOf(d));
+    expect(at.every((i) => i > 0), `every mount is in the table:\n${points.join('\n')}`).toBe(true);
+    expect(at, `listed order ${listed.join(' ')}; table:\n${points.join('\n')}`).toEqual([...at].sort((a, b) => a - b));
+    expect(fd0!.trim()).toBe('/dev/null');
+  });
+
   it('a mount destination that climbs out of the rootfs (..) stays inside it', async () => {
     const src = sb.mkdir('climb');
     writeFileSync(join(src, 'f'), 'x');

@@ -109,35 +109,44 @@ export interface FinishPlan {
 
 /**
  * The spec's mounts that come after its first proc mount but were made before it (by
- * the setup thread), outermost only. The runtime-spec has mounts made in the listed
+ * the setup thread). The runtime-spec has mounts made in the listed
  * order, and the mount table (/proc/self/mountinfo) lists them by when each mount was
  * created; /proc can only be created once the container's PID 1 exists. So these are
- * made again after it: a clone of each (with what is mounted under it) replaces the
- * original, and the clones are created in the spec's order.
+ * made again after it: a clone of each outermost one (with what is mounted under it)
+ * replaces the original, and the clones are created in the spec's order.
  */
 export function mountsAfterProc(mounts: MountSpec[]): MountSpec[] {
   const first = mounts.findIndex((m) => m.type === 'proc');
   if (first < 0) return [];
   const deferred = deferredMounts(mounts);
-  const after = mounts.filter((_, i) => i > first && !deferred[i]);
-  // a clone carries what is mounted under it; of mounts stacked on one path, the first
-  return after.filter((m, i) => !after.some((o, j) => j !== i && (o.destination === m.destination ? j < i : isUnder(m.destination, o.destination))));
+  return mounts.filter((_, i) => i > first && !deferred[i]);
 }
 
 /** See mountsAfterProc. Runs inside the container's mount namespace, so paths resolve in its root. */
-function remakeInOrder(k: Kernel, remake: MountSpec[]): void {
+function remakeInOrder(k: Kernel, later: MountSpec[]): void {
+  // Where the setup thread mounted each: a destination that is a symlink in the image
+  // was followed inside the rootfs.
+  const at = later.map((m) => realpathSync(m.destination));
+  // A clone carries what is mounted under it; of mounts stacked on one path, the first.
+  const tops = at.filter((p, i) => !at.some((o, j) => j !== i && (o === p ? j < i : isUnder(p, o))));
+  // An unbindable mount cannot be cloned (and a recursive clone leaves it out): private
+  // for the clone, unbindable again after.
+  const unbindable = later.flatMap((m, i) => {
+    const u = (m.options ?? []).find((o) => o === 'unbindable' || o === 'runbindable');
+    return u ? [{ at: at[i]!, rec: u === 'runbindable' ? MS.MS_REC : 0 }] : [];
+  });
+  for (const u of unbindable) k.mount(null, u.at, null, MS.MS_PRIVATE | u.rec, null, `${u.at}: private for a moment, so it can be cloned`);
   const clones: number[] = [];
   try {
-    // where the setup thread mounted each: a destination that is a symlink in the image was followed inside the rootfs
-    const at = remake.map((m) => realpathSync(m.destination));
-    for (const p of at) clones.push(k.openTree(p, true, `${p}: clone it (and its submounts) so it is listed after /proc, in the spec's order`));
-    at.forEach((p, i) => {
+    for (const p of tops) clones.push(k.openTree(p, true, `${p}: clone it (and its submounts) so it is listed after /proc, in the spec's order`));
+    tops.forEach((p, i) => {
       k.umount2(p, MNT.MNT_DETACH, `${p}: detach the original`);
       k.moveMount(clones[i]!, -100, p, `${p}: attach the clone in its place`);
     });
   } finally {
     for (const fd of clones) k.close(fd);
   }
+  for (const u of unbindable) k.mount(null, u.at, null, MS.MS_UNBINDABLE | u.rec, null, `${u.at}: unbindable again`);
 }
 
 export function finishRootfs(k: Kernel, pid: number, plan: FinishPlan): void {
@@ -172,7 +181,7 @@ export function finishRootfs(k: Kernel, pid: number, plan: FinishPlan): void {
           k.mount(m.source ?? m.type ?? 'none', m.destination, m.type ?? null, o.flags, o.data.join(',') || null, `${m.destination}: ${m.type}`);
         }
       });
-      remakeInOrder(k, plan.remake);
+      if (plan.remake.length) remakeInOrder(k, plan.remake);
       for (const p of plan.maskedPaths) {
         const kind = exists(p);
         if (kind === 'dir') k.mount('tmpfs', p, 'tmpfs', MS.MS_RDONLY, null, `mask ${p}: an empty read-only tmpfs hides what the host exposes there`);

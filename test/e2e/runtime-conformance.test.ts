@@ -193,11 +193,17 @@ describe('root and mounts (config.md "Root", "Mounts"; config-linux.md)', () => 
     let listed: string[] = [];
     // /proc first (as in the default list) and a bind mount last. stdin is /dev/null,
     // opened by path in the container: it must still show that path afterwards
-    const out = await runIn('cut -d" " -f5 /proc/self/mountinfo; echo --; readlink /proc/self/fd/0', (s) => {
-      s.mounts.push({ destination: '/mnt/order', type: 'bind', source: ro, options: ['bind', 'ro'] });
+    const out = await runIn('cut -d" " -f5 /proc/self/mountinfo; echo --; readlink /proc/self/fd/0; grep " /mnt/unb " /proc/self/mountinfo', (s) => {
+      s.mounts.push(
+        { destination: '/mnt/order', type: 'bind', source: ro, options: ['bind', 'ro'] },
+        // an unbindable mount cannot be cloned as it is: it must come through unbindable
+        { destination: '/mnt/unb', type: 'tmpfs', source: 'tmpfs', options: ['runbindable'] },
+      );
       listed = s.mounts.map((m: { destination: string }) => m.destination);
     });
-    const [table, fd0] = out.split('--\n');
+    const [table, rest] = out.split('--\n');
+    const [fd0, unb] = rest!.trim().split('\n');
+    expect(unb).toMatch(/ unbindable /);
     const points = table!.trim().split('\n');
     expect(listed[0]).toBe('/proc');
     const at = listed.map((d) => points.indexOf(d));

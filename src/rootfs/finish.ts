@@ -109,11 +109,11 @@ export interface FinishPlan {
 
 /**
  * The spec's mounts that come after its first proc mount but were made before it (by
- * the setup thread). The runtime-spec has mounts made in the listed
- * order, and the mount table (/proc/self/mountinfo) lists them by when each mount was
- * created; /proc can only be created once the container's PID 1 exists. So these are
- * made again after it: a clone of each outermost one (with what is mounted under it)
- * replaces the original, and the clones are created in the spec's order.
+ * the setup thread). The runtime-spec has mounts made in the listed order, and the
+ * mount table (/proc/self/mountinfo) lists them by when each mount was created; /proc
+ * can only be created once the container's PID 1 exists. So these are made again after
+ * it: a clone of each outermost one (with what is mounted under it) replaces the
+ * original, and the clones are created in the spec's order.
  */
 export function mountsAfterProc(mounts: MountSpec[]): MountSpec[] {
   const first = mounts.findIndex((m) => m.type === 'proc');

@@ -21,7 +21,6 @@ export interface RootfsResult {
   deferred: MountSpec[];
 }
 
-
 export function setupRootfs(k: Kernel, spec: Spec, rootfs: string, bundle: string, sharedNetns: boolean, overlay?: OverlayLayers): RootfsResult {
   const prop = spec.linux?.rootfsPropagation;
   k.mount(null, '/', null, MS.MS_REC | MS.MS_PRIVATE, null, 'make every mount private, so nothing we mount propagates back to the host');

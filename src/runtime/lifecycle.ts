@@ -155,7 +155,8 @@ export async function createContainer(k: Kernel, req: CreateRequest): Promise<nu
       created: new Date().toISOString(), annotations: spec.annotations ?? {}, spec, cgroupsPath: cgroup.path,
     };
     writeJson(recordPath(req.paths, req.id), record);
-    const state = { ...ociState(req.paths, record, 'creating') };
+    // runtime.md: "created" once the environment exists (lifecycle step 2); these hooks come after it
+    const state = { ...ociState(req.paths, record, 'created') };
     runHooks(spec, 'prestart', state);
     runHooks(spec, 'createRuntime', state);
     runHooks(spec, 'createContainer', state, { k, pid });

@@ -15,6 +15,7 @@ import { earlyFailure, killQuietly, launch, openGate } from './launcher.js';
 import { GATE_NAME } from './protocol.js';
 import { procStartTime } from './proc-scan.js';
 import { type Paths, collectGarbage, createStateDir, ownerNow, writeJson } from './state.js';
+import { runHooks } from './hooks.js';
 import { ContainerCgroup } from '../cgroups/container.js';
 import { attachmentFromSpec, type NetworkAttachment } from '../network/attach.js';
 
@@ -124,6 +125,12 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<RunResu
       throw (await earlyFailure(launched)) ?? e;
     }
     writeJson(join(dir, 'state.json'), { ...state, status: 'created', pid, pidStart: procStartTime(pid) });
+    // OCI hooks, as `create` and `start` run them (lifecycle.ts); the engine's specs have none.
+    const hookState = (status: 'created' | 'running' | 'stopped'): object => ({ ociVersion: spec.ociVersion, id: req.id, status, pid, bundle: req.bundle, annotations: spec.annotations ?? {} });
+    runHooks(spec, 'prestart', hookState('created'));
+    runHooks(spec, 'createRuntime', hookState('created'));
+    runHooks(spec, 'createContainer', hookState('created'), { k, pid });
+    runHooks(spec, 'startContainer', hookState('created'), { k, pid });
     const exit = waitExit(k, pid);
     for (const s of FORWARDED) process.on(s, () => forward(k, pid!, s));
     if (launched.ptyMaster !== null) restoreTty = attachTty(k, launched.ptyMaster, req.interactive, req.onTtyOutput);
@@ -137,13 +144,16 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<RunResu
       throw e;
     }
     writeJson(join(dir, 'state.json'), { ...state, status: 'running', pid, pidStart: procStartTime(pid) });
+    runHooks(spec, 'poststart', hookState('running'));
     const code = await exit;
     if (restoreTty) await drainTty();
     // The setup thread keeps the v1 cgroups busy until it is gone (launcher.ts); bounded,
     // since finish() retries anyway.
     await Promise.race([launched.setupEnded, new Promise((r) => setTimeout(r, 200).unref())]);
     // cgroups (issue 4): an OOM kill is told by the cgroup, not by the exit status.
-    return { code, oomKilled: cgroup.finish() };
+    const oomKilled = cgroup.finish();
+    runHooks(spec, 'poststop', hookState('stopped'));
+    return { code, oomKilled };
   } catch (e) {
     if (pid !== undefined) killQuietly(k, pid);
     try {

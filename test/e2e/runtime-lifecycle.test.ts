@@ -318,7 +318,8 @@ describe('tsrun-runtime hooks (config.md POSIX-platform Hooks)', () => {
         expect(st.pid).toBe(pid);
         expect(st.bundle).toBe(b.dir);
         expect(st.ociVersion).toBeTruthy();
-        expect(['creating', 'created']).toContain(st.status);
+        // runtime.md: "created" once the create operation has made the environment (step 2)
+        expect(st.status).toBe('created');
       }
       expect(existsSync(join(b.out, 'ran'))).toBe(false);
       ok(await rt(['start', 'hk']));
@@ -337,6 +338,26 @@ describe('tsrun-runtime hooks (config.md POSIX-platform Hooks)', () => {
     } finally {
       await forceDelete('hk');
     }
+  });
+
+  it('run (create, start and wait in one) runs the same hooks, in order, with each one\'s state', async () => {
+    const log = join(sb.dir, 'run-hooks.log');
+    const names = ['prestart', 'createRuntime', 'createContainer', 'poststart', 'poststop'] as const;
+    const hooks: Record<string, unknown[]> = {};
+    for (const n of names) {
+      const h = hookScript(`run-${n}`, `echo "$1 $(sed -e 's/.*"status":"\\([a-z]*\\)".*/\\1/')" >> ${log}`);
+      hooks[n] = [{ path: h, args: [h, n] }];
+    }
+    hooks.startContainer = [{ path: '/hook-start.sh', args: ['/hook-start.sh'] }];
+    const b = bundle(['sh', '-c', 'cat /out/start.log'], (s) => {
+      s.hooks = hooks;
+    });
+    writeFileSync(join(b.rootfs, 'hook-start.sh'), '#!/bin/sh\necho startContainer-inside > /out/start.log\n', { mode: 0o755 });
+    const r = await rt(['run', '--bundle', b.dir, 'hr']);
+    ok(r);
+    // the startContainer hook ran in the container before the command read its output
+    expect(r.stdout).toBe('startContainer-inside\n');
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['prestart created', 'createRuntime created', 'createContainer created', 'poststart running', 'poststop stopped']);
   });
 
   it('hook env and args reach the hook as given', async () => {

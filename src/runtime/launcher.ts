@@ -289,6 +289,9 @@ export function openGate(k: Kernel, stateDir: string, pid?: number, timeoutMs = 
   }
 }
 
+/** (uid_t)-1: setres[ug]id leaves that id as it is */
+const KEEP = 0xffffffff;
+
 /**
  * prlimit(2) on another user's process needs CAP_SYS_RESOURCE, or a caller whose real
  * uid and gid are the target's, and the waiting child already runs as the container
@@ -297,8 +300,6 @@ export function openGate(k: Kernel, stateDir: string, pid?: number, timeoutMs = 
  * for the one call, while its effective and saved ids stay root, so it keeps its
  * capabilities and switches back at once. The raw syscalls change only this thread.
  */
-/** (uid_t)-1: setres[ug]id leaves that id as it is */
-const KEEP = 0xffffffff;
 function withRealIds(k: Kernel, uid: number, gid: number, fn: () => void): void {
   const [ruid, rgid] = [process.getuid!(), process.getgid!()];
   k.setresgid(gid, KEEP, KEEP, 'prlimit(2) without CAP_SYS_RESOURCE: this thread\'s real gid becomes the container\'s for one call');

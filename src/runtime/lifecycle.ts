@@ -21,10 +21,8 @@ import { earlyFailure, killQuietly, launch, openGate, untilAtGate } from './laun
 import { GATE_NAME } from './protocol.js';
 import { isAlive, processesInPidns, procStartTime } from './proc-scan.js';
 import { attachTty, drainTty, requireRoot, waitExit } from './run.js';
-import { type Paths, containersDir, createStateDir, stateDir, writeJson } from './state.js';
+import { type OciState, type OciStatus, type Paths, containersDir, createStateDir, ociStateOf, stateDir, writeJson } from './state.js';
 
-/** The runtime-spec's statuses, plus runc's `paused` (a frozen cgroup), which engines expect. */
-export type OciStatus = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
 
 export interface ContainerRecord {
   ociVersion: string;
@@ -38,16 +36,6 @@ export interface ContainerRecord {
   spec: Spec;
   /** the container's cgroup (absolute or relative cgroupsPath), for delete, exec and update */
   cgroupsPath?: string;
-}
-
-export interface OciState {
-  ociVersion: string;
-  id: string;
-  status: OciStatus;
-  pid: number;
-  bundle: string;
-  annotations?: Record<string, string>;
-  created?: string;
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_+.-]*$/;
@@ -86,15 +74,7 @@ export function statusOf(p: Paths, r: ContainerRecord): OciStatus {
 }
 
 export function ociState(p: Paths, r: ContainerRecord, status = statusOf(p, r)): OciState {
-  return {
-    ociVersion: r.ociVersion,
-    id: r.id,
-    status,
-    pid: status === 'stopped' ? 0 : r.pid,
-    bundle: r.bundle,
-    annotations: r.annotations,
-    created: r.created,
-  };
+  return ociStateOf(r, status);
 }
 
 export interface CreateRequest {

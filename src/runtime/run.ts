@@ -14,7 +14,7 @@ import { lastCap } from '../security/capabilities.js';
 import { earlyFailure, killQuietly, launch, openGate } from './launcher.js';
 import { GATE_NAME } from './protocol.js';
 import { procStartTime } from './proc-scan.js';
-import { type Paths, collectGarbage, createStateDir, ownerNow, writeJson } from './state.js';
+import { type OciState, type OciStatus, type Paths, collectGarbage, createStateDir, ociStateOf, ownerNow, writeJson } from './state.js';
 import { runHooks } from './hooks.js';
 import { ContainerCgroup } from '../cgroups/container.js';
 import { attachmentFromSpec, type NetworkAttachment } from '../network/attach.js';
@@ -126,7 +126,8 @@ export async function runForeground(k: Kernel, req: RunRequest): Promise<RunResu
     }
     writeJson(join(dir, 'state.json'), { ...state, status: 'created', pid, pidStart: procStartTime(pid) });
     // OCI hooks, as `create` and `start` run them (lifecycle.ts); the engine's specs have none.
-    const hookState = (status: 'created' | 'running' | 'stopped'): object => ({ ociVersion: spec.ociVersion, id: req.id, status, pid, bundle: req.bundle, annotations: spec.annotations ?? {} });
+    const container = { ociVersion: spec.ociVersion, id: req.id, pid, bundle: req.bundle, annotations: spec.annotations ?? {}, created: state.created };
+    const hookState = (status: OciStatus): OciState => ociStateOf(container, status);
     runHooks(spec, 'prestart', hookState('created'));
     runHooks(spec, 'createRuntime', hookState('created'));
     runHooks(spec, 'createContainer', hookState('created'), { k, pid });

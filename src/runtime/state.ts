@@ -23,6 +23,24 @@ export function resolvePaths(root?: string): Paths {
 
 export type Status = 'creating' | 'created' | 'running' | 'stopped';
 
+/** The runtime-spec's statuses, plus runc's `paused` (a frozen cgroup), which engines expect. */
+export type OciStatus = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
+
+/** runtime.md "State": what `tsrun-runtime state` prints and what hooks read on stdin. */
+export interface OciState {
+  ociVersion: string;
+  id: string;
+  status: OciStatus;
+  pid: number;
+  bundle: string;
+  annotations?: Record<string, string>;
+  created?: string;
+}
+
+export function ociStateOf(c: Omit<OciState, 'status'>, status: OciStatus): OciState {
+  return { ociVersion: c.ociVersion, id: c.id, status, pid: status === 'stopped' ? 0 : c.pid, bundle: c.bundle, annotations: c.annotations, created: c.created };
+}
+
 export interface RuntimeState {
   id: string;
   /** the tsrun process that owns a foreground container; the container dies with it */
